@@ -1,1 +1,21 @@
-"""media"""
+"""Media I/O with PyAV: probe files, stream video frames, load audio, write H.264/AAC MP4s."""
+
+from stylelipsync.media.audio_reader import load_audio
+from stylelipsync.media.image import IMAGE_SUFFIXES, is_image_path, read_image
+from stylelipsync.media.probe import MediaInfo, probe
+from stylelipsync.media.rate import to_rate
+from stylelipsync.media.video_reader import Frame, VideoReader
+from stylelipsync.media.video_writer import VideoWriter
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Frame",
+    "MediaInfo",
+    "VideoReader",
+    "VideoWriter",
+    "is_image_path",
+    "load_audio",
+    "probe",
+    "read_image",
+    "to_rate",
+]

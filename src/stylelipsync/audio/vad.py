@@ -1,0 +1,93 @@
+"""Energy-based voice activity per video frame, and the loudness envelope it is built on."""
+
+from __future__ import annotations
+
+import numpy as np
+
+ENERGY_FLOOR_DB = -100.0
+# Below this loudness (dBFS, 95th percentile over frames) a clip counts as silent throughout.
+ABSOLUTE_FLOOR_DB = -60.0
+
+
+def _mono(wave: np.ndarray) -> np.ndarray:
+    x = np.asarray(wave, dtype=np.float64)
+    if x.ndim == 2:
+        x = x.mean(axis=0 if x.shape[0] <= x.shape[1] else 1)
+    if x.ndim != 1:
+        raise ValueError(f"wave must be 1-D or 2-D, got shape {x.shape}")
+    return x
+
+
+def frame_energy(wave: np.ndarray, sample_rate: int, num_frames: int, fps: float) -> np.ndarray:
+    """(T,) float32 RMS level in dBFS of the audio around each video frame (floor −100 dB).
+
+    Frame t covers one frame period centred on its time t / fps, the same centring as the mel windows.
+    Audio beyond the clip counts as silence. This is the envelope to correlate with mouth opening.
+    """
+    x = _mono(wave)
+    if num_frames <= 0:
+        return np.zeros(0, dtype=np.float32)
+    period = sample_rate / fps
+    centres = np.arange(num_frames) * period
+    lo = np.clip(np.floor(centres - period / 2).astype(np.int64), 0, len(x))
+    hi = np.clip(np.floor(centres + period / 2).astype(np.int64), 0, len(x))
+    cumulative = np.concatenate([[0.0], np.cumsum(x * x)])
+    width = np.maximum(np.floor(period), 1.0)
+    mean_square = np.maximum(cumulative[hi] - cumulative[lo], 0.0) / width
+    floor = 10.0 ** (ENERGY_FLOOR_DB / 10.0)
+    return (10.0 * np.log10(np.maximum(mean_square, floor))).astype(np.float32)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int, bool]]:
+    """(start, end, value) of the constant runs of a boolean array."""
+    if mask.size == 0:
+        return []
+    edges = np.flatnonzero(np.diff(mask.astype(np.int8))) + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [mask.size]])
+    return [(int(s), int(e), bool(mask[s])) for s, e in zip(starts, ends, strict=True)]
+
+
+def voice_activity(
+    wave: np.ndarray,
+    sample_rate: int,
+    num_frames: int,
+    fps: float,
+    *,
+    min_silence: float = 0.2,
+    min_speech: float = 0.06,
+    on_db: float = 30.0,
+    hysteresis_db: float = 8.0,
+) -> np.ndarray:
+    """(T,) bool: True where someone is speaking in the audio of video frame t.
+
+    A frame switches on when its level is within `on_db` of the clip's loud level (95th percentile) and
+    6 dB above the noise floor (10th percentile; capped at 3 dB under the loud level so a clip without
+    pauses still counts as voiced), and stays on until it drops `hysteresis_db` lower.
+    Pauses shorter than `min_silence` (gaps between words) are filled, then voiced bursts shorter than
+    `min_speech` (clicks) are removed. Clips quieter than −60 dBFS, including digital silence, are all False.
+    """
+    energy = frame_energy(wave, sample_rate, num_frames, fps).astype(np.float64)
+    voiced = np.zeros(num_frames, dtype=bool)
+    if num_frames == 0:
+        return voiced
+    loud = float(np.percentile(energy, 95))
+    if loud < ABSOLUTE_FLOOR_DB:
+        return voiced
+    noise = float(np.percentile(energy, 10))
+    # Above the noise floor too, unless the clip has no quieter part at all (continuous sound).
+    on = max(loud - on_db, min(noise + 6.0, loud - 3.0), ABSOLUTE_FLOOR_DB)
+    off = max(on - hysteresis_db, ABSOLUTE_FLOOR_DB)
+    state = False
+    for t, level in enumerate(energy):
+        state = level > on or (state and level > off)
+        voiced[t] = state
+    gap = round(min_silence * fps)
+    for start, end, value in _runs(voiced):
+        if not value and start > 0 and end < num_frames and end - start < gap:
+            voiced[start:end] = True
+    burst = round(min_speech * fps)
+    for start, end, value in _runs(voiced):
+        if value and end - start < burst:
+            voiced[start:end] = False
+    return voiced
