@@ -6,12 +6,12 @@ ping-pong (forward then backward) is the default because it never jumps at the s
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
 
-class LoopMode(str, Enum):
+class LoopMode(StrEnum):
     """How to extend a video that is shorter than the audio."""
 
     PINGPONG = "pingpong"
@@ -44,5 +44,5 @@ def source_indices(num_output: int, num_source: int, loop: LoopMode | str = Loop
 
 
 def needs_random_access(indices: np.ndarray) -> bool:
-    """True when the source frames are not visited in non-decreasing order (so a single decode pass is not enough)."""
+    """True when source frames are revisited out of order, so one streaming decode pass is not enough."""
     return bool(indices.size > 1 and np.any(np.diff(indices) < 0))
