@@ -1,0 +1,258 @@
+"""Decoder G: the StyleGAN2 synthesis network ("skip" architecture) with SaMF feature fusion (spec §2.6–2.7).
+
+Module and buffer names follow the official checkpoint (``synthesis.b{R}.conv0.affine.weight`` …), so the
+official state dict loads without a key map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import torch
+from torch import nn
+
+from .layers import (
+    FullyConnectedLayer,
+    bias_lrelu,
+    make_resample_filter,
+    modulated_conv2d,
+    upsample2d,
+)
+
+NoiseMode = Literal["random", "const", "none"]
+NOISE_MODES: tuple[str, ...] = ("random", "const", "none")
+
+
+class GateModule(Protocol):
+    """A SaMF gate: (feature [B, C, h, h], style [B, D]) → gate [B, 1, h, h] in (0, 1)."""
+
+    def __call__(self, feature: torch.Tensor, w: torch.Tensor) -> torch.Tensor: ...
+
+
+def _check_noise_mode(noise_mode: str) -> None:
+    if noise_mode not in NOISE_MODES:
+        raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3×3 convolution (optionally 2× up-sampling) + noise + bias + leaky ReLU·√2.
+
+    x: [B, in_channels, R/up, R/up], w: [B, w_dim] → [B, out_channels, R, R].
+    ``use_noise=False`` drops the noise input and its parameters (used by the SaMF gates).
+    """
+
+    resample_filter: torch.Tensor
+    noise_const: torch.Tensor
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        kernel_size: int = 3,
+        up: int = 1,
+        use_noise: bool = True,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.resolution = resolution
+        self.up = up
+        self.use_noise = use_noise
+        self.padding = kernel_size // 2
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1.0)
+        self.register_buffer("resample_filter", make_resample_filter())
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        if use_noise:
+            self.register_buffer("noise_const", torch.randn(resolution, resolution))
+            self.noise_strength = nn.Parameter(torch.zeros([]))
+
+    def _noise(self, x: torch.Tensor, noise_mode: str) -> torch.Tensor | None:
+        if not self.use_noise or noise_mode == "none":
+            return None
+        if noise_mode == "const":
+            return self.noise_const * self.noise_strength
+        shape = (x.shape[0], 1, self.resolution, self.resolution)
+        return torch.randn(shape, device=x.device, dtype=x.dtype) * self.noise_strength
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        noise_mode: NoiseMode = "random",
+        fused_modconv: bool | None = None,
+    ) -> torch.Tensor:
+        _check_noise_mode(noise_mode)
+        fused = (not self.training) if fused_modconv is None else fused_modconv
+        styles = self.affine(w)
+        x = modulated_conv2d(
+            x,
+            self.weight,
+            styles,
+            noise=self._noise(x, noise_mode),
+            up=self.up,
+            padding=self.padding,
+            resample_filter=self.resample_filter,
+            fused=fused,
+        )
+        return bias_lrelu(x, self.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"resolution={self.resolution}, up={self.up}, use_noise={self.use_noise}"
+        )
+
+
+class ToRGBLayer(nn.Module):
+    """Modulated 1×1 convolution to RGB, without demodulation, plus bias (linear output).
+
+    x: [B, in_channels, R, R], w: [B, w_dim] → [B, out_channels, R, R].
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.weight_gain = 1.0 / (in_channels * kernel_size * kernel_size) ** 0.5
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool | None = None) -> torch.Tensor:
+        fused = (not self.training) if fused_modconv is None else fused_modconv
+        styles = self.affine(w) * self.weight_gain
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
+        return x + self.bias.to(x.dtype).reshape(1, -1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}, out_channels={self.out_channels}"
+
+
+class SynthesisBlock(nn.Module):
+    """One decoder resolution: [SaMF blend →] conv0 (up×2) → conv1 → toRGB added to the up-sampled image.
+
+    b4 (``in_channels == 0``) starts from a learned constant [C, 4, 4] and has no conv0.
+    Inputs: x [B, in_channels, R/2, R/2] (None for b4), img [B, 3, R/2, R/2] (None for b4),
+    ws [B, num_conv + 1, w_dim] (conv0, conv1, toRGB styles; b4: conv1, toRGB).
+    SaMF (spec §2.7): with a face feature F [B, in_channels, R/2, R/2] and its gate, x ← S⊙F + (1−S)⊙x with
+    S = gate(F, w_conv0) ∈ (0, 1)^[B, 1, R/2, R/2].
+    Outputs: x [B, out_channels, R, R], img [B, 3, R, R].
+    """
+
+    resample_filter: torch.Tensor
+
+    def __init__(
+        self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int = 3
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.resolution = resolution
+        self.register_buffer("resample_filter", make_resample_filter())
+        if in_channels == 0:
+            self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution)
+        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim)
+        self.num_conv = 1 if in_channels == 0 else 2
+        self.num_torgb = 1
+
+    def forward(
+        self,
+        x: torch.Tensor | None,
+        img: torch.Tensor | None,
+        ws: torch.Tensor,
+        feature: torch.Tensor | None = None,
+        gate: GateModule | None = None,
+        noise_mode: NoiseMode = "random",
+        fused_modconv: bool | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        w_iter = iter(ws.unbind(dim=1))
+        if self.in_channels == 0:
+            x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
+            x = self.conv1(x, next(w_iter), noise_mode, fused_modconv)
+        else:
+            if x is None:
+                raise ValueError(f"b{self.resolution}: missing input activation")
+            w0 = next(w_iter)
+            if feature is not None:
+                if gate is None:
+                    raise ValueError(f"b{self.resolution}: a face feature needs its SaMF gate")
+                s = gate(feature, w0)
+                x = s * feature + (1.0 - s) * x
+            x = self.conv0(x, w0, noise_mode, fused_modconv)
+            x = self.conv1(x, next(w_iter), noise_mode, fused_modconv)
+        if img is not None:
+            img = upsample2d(img, self.resample_filter.to(img.dtype))
+        y = self.torgb(x, next(w_iter), fused_modconv)
+        img = y if img is None else img + y
+        return x, img
+
+    def extra_repr(self) -> str:
+        return (
+            f"resolution={self.resolution}, in_channels={self.in_channels}, out_channels={self.out_channels}"
+        )
+
+
+class SynthesisNetwork(nn.Module):
+    """StyleGAN2 synthesis network, skip architecture, no mapping network.
+
+    ws [B, num_ws, w_dim] → image [B, img_channels, R, R] (not clamped). Blocks: attributes ``b4`` … ``bR``.
+    ``features``/``gates``: one entry per block above b4, coarsest first (b8 gets the 4×4 feature); a ``None``
+    feature skips SaMF for that block, and ``features=None`` gives the plain StyleGAN2 decoder.
+    """
+
+    def __init__(
+        self, w_dim: int, img_resolution: int, channel_table: dict[int, int], img_channels: int = 3
+    ) -> None:
+        super().__init__()
+        self.w_dim = w_dim
+        self.img_resolution = img_resolution
+        self.img_channels = img_channels
+        self.block_resolutions = [2**i for i in range(2, img_resolution.bit_length())]
+        self.num_ws = 0
+        for res in self.block_resolutions:
+            in_channels = channel_table[res // 2] if res > 4 else 0
+            block = SynthesisBlock(in_channels, channel_table[res], w_dim, res, img_channels)
+            self.num_ws += block.num_conv
+            setattr(self, f"b{res}", block)
+        self.num_ws += 1
+
+    def blocks(self) -> list[SynthesisBlock]:
+        """The blocks from b4 up to the output resolution."""
+        return [getattr(self, f"b{res}") for res in self.block_resolutions]
+
+    def forward(
+        self,
+        ws: torch.Tensor,
+        features: Sequence[torch.Tensor | None] | None = None,
+        gates: Sequence[GateModule] | None = None,
+        noise_mode: NoiseMode = "random",
+        fused_modconv: bool | None = None,
+    ) -> torch.Tensor:
+        _check_noise_mode(noise_mode)
+        if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
+            raise ValueError(f"ws must be [B, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+        n_fused = len(self.block_resolutions) - 1
+        if features is not None and len(features) != n_fused:
+            raise ValueError(
+                f"expected {n_fused} face features (b8…b{self.img_resolution}), got {len(features)}"
+            )
+        if features is not None and (gates is None or len(gates) != n_fused):
+            raise ValueError(f"expected {n_fused} SaMF gates alongside the face features")
+        x: torch.Tensor | None = None
+        img: torch.Tensor | None = None
+        w_idx = 0
+        for i, block in enumerate(self.blocks()):
+            block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
+            w_idx += block.num_conv
+            feature = features[i - 1] if features is not None and i > 0 else None
+            gate = gates[i - 1] if gates is not None and i > 0 else None
+            x, img = block(x, img, block_ws, feature, gate, noise_mode, fused_modconv)
+        assert img is not None
+        return img
