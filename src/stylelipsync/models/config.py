@@ -30,6 +30,9 @@ class StyleLipSyncConfig:
     mel_steps: int = 20
     mel_bins: int = 80
     image_channels: int = 3
+    mel_normalization: str = "none"
+    """Audio front-end contract of the weights: "none" (official, raw log10 mel) or "per_clip" (each band
+    standardised over the whole driving audio; helps small models generalise across speakers)."""
 
     def __post_init__(self) -> None:
         log2 = math.log2(self.resolution) if self.resolution > 0 else 0.0
@@ -40,6 +43,8 @@ class StyleLipSyncConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.channel_multiplier <= 0:
             raise ValueError(f"channel_multiplier must be positive, got {self.channel_multiplier}")
+        if self.mel_normalization not in ("none", "per_clip"):
+            raise ValueError(f"mel_normalization must be 'none' or 'per_clip', got {self.mel_normalization!r}")
         if self.mel_steps < 1 or self.mel_bins < 1:
             raise ValueError(f"mel window must be non-empty, got {self.mel_steps}x{self.mel_bins}")
 

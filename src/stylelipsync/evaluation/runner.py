@@ -1,0 +1,461 @@
+"""Evaluate generated videos (against references and driving audio): the engine of `stylelipsync evaluate`.
+
+One `Job` = one generated video, optionally its reference (source) video or image, the driving audio (default:
+the generated file's own audio track) and a silence-driven version for the leak test. `Evaluator` loads
+each network once and computes the requested metric families per job; a family whose weights were not given
+is reported as unavailable with the reason, never estimated some other way.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stylelipsync.audio import frame_energy
+from stylelipsync.errors import MediaError, StyleLipSyncError
+from stylelipsync.evaluation import DEFAULT_METRICS, METRICS
+from stylelipsync.evaluation.audio_to_mouth import AudioToMouth, zscore
+from stylelipsync.evaluation.face_tracks import track_video
+from stylelipsync.evaluation.identity import ARCFACE_HELP, ArcFaceEmbedder, DlibEmbedder, cosine, load_arcface
+from stylelipsync.evaluation.image_quality import LPIPS_HELP, LPIPSMetric, match_size, psnr, ssim
+from stylelipsync.evaluation.lip_distance import lmd
+from stylelipsync.evaluation.lse import lse_score
+from stylelipsync.evaluation.mouth_opening import mouth_opening
+from stylelipsync.evaluation.offline_sync import energy_sync, predicted_sync
+from stylelipsync.evaluation.silence_leak import silence_leak
+from stylelipsync.evaluation.syncnet_v2 import WEIGHTS_HELP, load_syncnet_v2
+from stylelipsync.face.track import FaceTrack
+from stylelipsync.media import IMAGE_SUFFIXES, VideoReader, load_audio, probe
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".flac", ".ogg", ".aac", *VIDEO_SUFFIXES)
+SAMPLE_RATE = 16000
+FID_HELP = (
+    "FID is not implemented: it needs the pytorch-fid Inception-v3 weights (pt_inception-2015-12-05), which "
+    "cannot be downloaded here; compute it with pytorch-fid on the frames."
+)
+# Columns of each family, in table order.
+COLUMNS = {
+    "lse": ("lse_d", "lse_c", "av_offset"),
+    "sync": ("sync_energy", "sync_energy_lag", "sync_pred", "sync_pred_lag", "mouth_std"),
+    "csim": ("csim_dlib", "csim_arcface"),
+    "psnr": ("psnr",),
+    "ssim": ("ssim",),
+    "lpips": ("lpips",),
+    "lmd": ("lmd",),
+    "fid": ("fid",),
+    "leak": ("leak_std_silent", "leak_std_speech", "leak_ratio"),
+}
+INTEGER_COLUMNS = {"av_offset", "sync_energy_lag", "sync_pred_lag"}
+
+
+@dataclass
+class EvalConfig:
+    """What to compute and with which weights. `max_id_frames` caps the frames used for CSIM and LPIPS."""
+
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    syncnet_weights: Path | None = None
+    lse_mode: str = "wild"
+    lse_resize: bool = True
+    arcface_weights: Path | None = None
+    arcface_arch: str = "r100"
+    lpips_weights: Path | None = None
+    cache_dir: Path | None = None
+    max_id_frames: int = 50
+    frame_step: int = 1
+    device: str = "cpu"
+
+
+@dataclass
+class Job:
+    """One generated video and what it is compared with."""
+
+    name: str
+    generated: Path
+    reference: Path | None = None
+    audio: Path | None = None
+    silent: Path | None = None
+
+
+@dataclass
+class VideoResult:
+    """Metric values of one job (None = not computed), notes, and per-frame curves for plotting."""
+
+    name: str
+    generated: str
+    reference: str | None
+    audio: str | None
+    values: dict[str, float | int | None] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    curves: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict without the per-frame curves (NaN → null)."""
+        out = asdict(self)
+        out.pop("curves")
+        out["values"] = {k: _finite(v) for k, v in self.values.items()}
+        return out
+
+
+def _finite(value: float | int | None) -> float | int | None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return value
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def collect_files(items: Sequence[str | Path], suffixes: Sequence[str]) -> list[Path]:
+    """Files named directly, plus the files with one of `suffixes` inside named directories (sorted)."""
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise MediaError(f"{p}: no such file or directory")
+    return out
+
+
+def _match(generated: list[Path], others: list[Path], what: str) -> list[Path | None]:
+    """Pair each generated file with one of `others`: none, the single one, same stem, or same position."""
+    if not others:
+        return [None] * len(generated)
+    if len(others) == 1:
+        return [others[0]] * len(generated)
+    by_stem = {p.stem: p for p in others}
+    if all(g.stem in by_stem for g in generated):
+        return [by_stem[g.stem] for g in generated]
+    if len(others) == len(generated):
+        return list(others)
+    raise MediaError(
+        f"cannot pair {len(generated)} generated videos with {len(others)} {what} files: give one {what}, "
+        "as many as generated videos (same order), or files with the same names"
+    )
+
+
+def make_jobs(
+    generated: Sequence[str | Path],
+    reference: Sequence[str | Path] = (),
+    audio: Sequence[str | Path] = (),
+    silent: Sequence[str | Path] = (),
+) -> list[Job]:
+    """Jobs from CLI-style lists of files or directories."""
+    gens = collect_files(generated, VIDEO_SUFFIXES)
+    if not gens:
+        raise MediaError("no generated video found (looked for " + ", ".join(VIDEO_SUFFIXES) + ")")
+    refs = _match(gens, collect_files(reference, (*VIDEO_SUFFIXES, *IMAGE_SUFFIXES)), "reference")
+    auds = _match(gens, collect_files(audio, AUDIO_SUFFIXES), "audio")
+    sils = _match(gens, collect_files(silent, VIDEO_SUFFIXES), "silence-driven")
+    names = [g.stem for g in gens]
+    if len(set(names)) < len(names):
+        names = [str(g) for g in gens]
+    return [Job(n, g, r, a, s) for n, g, r, a, s in zip(names, gens, refs, auds, sils, strict=True)]
+
+
+# ------------------------------------------------------------------------------------------------ engine
+class Evaluator:
+    """Loads the networks the requested metrics need once; `evaluate(job)` scores one video."""
+
+    def __init__(self, config: EvalConfig) -> None:
+        unknown = set(config.metrics) - set(METRICS)
+        if unknown:
+            raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(METRICS)}")
+        self.config = config
+        self.unavailable: dict[str, str] = {}
+        metrics = set(config.metrics)
+        self.syncnet = None
+        if "lse" in metrics:
+            if config.syncnet_weights is None:
+                self.unavailable["lse"] = "no --syncnet-weights given. " + WEIGHTS_HELP
+            else:
+                self.syncnet = load_syncnet_v2(config.syncnet_weights, config.device)
+        self.embedders: list[Any] = []
+        if "csim" in metrics:
+            self.embedders.append(DlibEmbedder())
+            if config.arcface_weights is not None:
+                arch = config.arcface_arch if config.arcface_arch in ("r50", "r100") else "r100"
+                self.embedders.append(ArcFaceEmbedder(load_arcface(config.arcface_weights, arch)))  # type: ignore[arg-type]
+            else:
+                self.unavailable["csim_arcface"] = (
+                    "no --arcface-weights given (csim_dlib reported). " + ARCFACE_HELP
+                )
+        self.lpips: LPIPSMetric | None = None
+        if "lpips" in metrics:
+            if config.lpips_weights is None:
+                self.unavailable["lpips"] = "no --lpips-weights given. " + LPIPS_HELP
+            else:
+                self.lpips = LPIPSMetric(config.lpips_weights)
+        if "fid" in metrics:
+            self.unavailable["fid"] = FID_HELP
+        self.mouth_model = AudioToMouth.default() if "sync" in metrics else None
+
+    def columns(self, results: Sequence[VideoResult] = ()) -> list[str]:
+        """Value columns in table order: requested families, plus the leak columns if any job had them."""
+        families = [m for m in METRICS if m in self.config.metrics]
+        if any("leak_ratio" in r.values or "leak_std_silent" in r.values for r in results):
+            families.append("leak")
+        cols = [c for fam in families for c in COLUMNS[fam]]
+        if "csim_arcface" in self.unavailable:
+            cols.remove("csim_arcface")
+        return cols
+
+    def _track(self, path: Path) -> FaceTrack:
+        return track_video(path, cache_dir=self.config.cache_dir)
+
+    def evaluate(self, job: Job) -> VideoResult:
+        """All requested metrics of one job; a failing family is recorded as a note, not raised."""
+        result = VideoResult(job.name, str(job.generated), _str(job.reference), _str(job.audio))
+        metrics = set(self.config.metrics)
+        audio_src = job.audio if job.audio is not None else job.generated
+        has_audio = job.audio is not None or probe(job.generated).has_audio
+        if not has_audio and metrics & {"lse", "sync"}:
+            result.notes.append(
+                "no audio (generated file has no audio track and no --audio): sync/LSE skipped"
+            )
+        track: FaceTrack | None = None
+        if metrics & {"sync", "lmd", "csim"} or (self.syncnet is not None and self.config.lse_mode == "wild"):
+            track = self._track(job.generated)
+        if "sync" in metrics and has_audio and track is not None:
+            self._sync(result, track, audio_src)
+        if self.syncnet is not None and has_audio:
+            self._lse(result, job.generated, audio_src, track)
+        reference_metrics = metrics & {"csim", "psnr", "ssim", "lpips", "lmd"}
+        if reference_metrics and job.reference is None:
+            result.notes.append("no reference: " + ", ".join(sorted(reference_metrics)) + " skipped")
+        elif reference_metrics and job.reference is not None:
+            self._reference(result, job, track)
+        if job.silent is not None:
+            leak = silence_leak(
+                self._track(job.silent), track if track is not None else self._track(job.generated)
+            )
+            result.values.update(
+                leak_std_silent=leak.silent_std, leak_std_speech=leak.speech_std, leak_ratio=leak.ratio
+            )
+        return result
+
+    def _sync(self, result: VideoResult, track: FaceTrack, audio: Path) -> None:
+        mouth = mouth_opening(track.raw, track.detected)
+        wave = load_audio(audio, SAMPLE_RATE)
+        a = energy_sync(mouth, wave, SAMPLE_RATE, track.fps)
+        b = predicted_sync(mouth, wave, SAMPLE_RATE, track.fps, self.mouth_model)
+        result.values.update(
+            sync_energy=a.correlation,
+            sync_energy_lag=a.lag,
+            sync_pred=b.correlation,
+            sync_pred_lag=b.lag,
+            mouth_std=float(np.nanstd(mouth)),
+        )
+        assert self.mouth_model is not None
+        result.curves.update(
+            mouth=zscore(mouth),
+            energy=zscore(frame_energy(wave, SAMPLE_RATE, len(mouth), track.fps)),
+            predicted=zscore(self.mouth_model.predict(wave, SAMPLE_RATE, len(mouth), track.fps)),
+            fps=np.asarray([track.fps]),
+        )
+
+    def _lse(self, result: VideoResult, video: Path, audio: Path, track: FaceTrack | None) -> None:
+        assert self.syncnet is not None
+        info = probe(video)
+        native25 = track is not None and abs(info.fps - 25.0) < 0.01 and not info.is_vfr
+        try:
+            score = lse_score(
+                self.syncnet,
+                video,
+                audio,
+                mode=self.config.lse_mode,  # type: ignore[arg-type]
+                resize=self.config.lse_resize,
+                track=track if native25 else None,
+                cache_dir=self.config.cache_dir,
+            )
+        except StyleLipSyncError as exc:
+            result.notes.append(f"LSE failed: {exc}")
+            return
+        result.values.update(lse_d=score.lse_d, lse_c=score.lse_c, av_offset=score.av_offset)
+        result.notes += [f"LSE: {n}" for n in score.notes]
+        result.curves["lse_conf"] = score.frame_conf
+
+    def _reference(self, result: VideoResult, job: Job, track: FaceTrack | None) -> None:
+        assert job.reference is not None
+        metrics = set(self.config.metrics)
+        ref_is_image = job.reference.suffix.lower() in IMAGE_SUFFIXES
+        ref_track = self._track(job.reference) if metrics & {"csim", "lmd"} else None
+        if ref_is_image and metrics & {"psnr", "ssim", "lpips", "lmd"}:
+            result.notes.append("reference is an image: only CSIM is computed against it")
+        if "lmd" in metrics and not ref_is_image and track is not None and ref_track is not None:
+            if abs(track.fps - ref_track.fps) > 0.01:
+                result.notes.append(
+                    f"LMD: frame rates differ ({track.fps:g} vs {ref_track.fps:g}); frames paired by index"
+                )
+            result.values["lmd"] = lmd(track.raw, ref_track.raw)
+        pixel: list[str] = [] if ref_is_image else [m for m in ("psnr", "ssim") if m in metrics]
+        if not (pixel or self.embedders or (self.lpips is not None and not ref_is_image)):
+            return
+        self._frame_pass(result, job, track, ref_track, pixel, ref_is_image)
+
+    def _frame_pass(
+        self,
+        result: VideoResult,
+        job: Job,
+        track: FaceTrack | None,
+        ref_track: FaceTrack | None,
+        pixel: list[str],
+        ref_is_image: bool,
+    ) -> None:
+        """One decode of both videos for PSNR/SSIM (every `frame_step`-th frame) and CSIM/LPIPS (sampled)."""
+        assert job.reference is not None
+        gen_reader = VideoReader(job.generated)
+        ref_reader = VideoReader(job.reference)
+        n = len(gen_reader) if ref_is_image else min(len(gen_reader), len(ref_reader))
+        if not ref_is_image and len(gen_reader) != len(ref_reader):
+            result.notes.append(
+                f"frame counts differ ({len(gen_reader)} vs {len(ref_reader)}): first {n} compared"
+            )
+        sampled = set(
+            np.unique(np.linspace(0, n - 1, min(n, self.config.max_id_frames)).round().astype(int)).tolist()
+        )
+        sums: dict[str, list[float]] = {m: [] for m in (*pixel, "lpips", *(e.name for e in self.embedders))}
+        ref_frames = iter(ref_reader)
+        ref_image = next(ref_frames).image if ref_is_image else None
+        resized = False
+        for gen in gen_reader:
+            t = gen.index
+            if t >= n:
+                break
+            ref = ref_image if ref_image is not None else next(ref_frames).image
+            if ref_is_image or t % self.config.frame_step == 0 or t in sampled:
+                image = match_size(gen.image, ref) if not ref_is_image else gen.image
+                resized |= image is not gen.image
+                if t % self.config.frame_step == 0:
+                    for m in pixel:
+                        sums[m].append(psnr(image, ref) if m == "psnr" else ssim(image, ref))
+                if t in sampled:
+                    if self.lpips is not None and not ref_is_image:
+                        sums["lpips"].append(self.lpips.distance(image, ref))
+                    self._identity(sums, gen.image, ref, t, track, ref_track, ref_is_image)
+        if resized:
+            result.notes.append("generated frames resized to the reference size for PSNR/SSIM/LPIPS")
+        for key, values in sums.items():
+            if values:
+                result.values[key] = float(np.mean(values))
+            elif key.startswith("csim"):
+                result.values[key] = None
+                result.notes.append(f"{key}: no frame with a face in both videos")
+
+    def _identity(
+        self,
+        sums: dict[str, list[float]],
+        gen: np.ndarray,
+        ref: np.ndarray,
+        t: int,
+        track: FaceTrack | None,
+        ref_track: FaceTrack | None,
+        ref_is_image: bool,
+    ) -> None:
+        if not self.embedders or track is None or ref_track is None:
+            return
+        rt = 0 if ref_is_image else t
+        if t >= len(track) or rt >= len(ref_track) or not (track.valid[t] and ref_track.valid[rt]):
+            return
+        for embedder in self.embedders:
+            a = embedder.embed(gen, track.landmarks[t])
+            b = embedder.embed(ref, ref_track.landmarks[rt])
+            sums[embedder.name].append(cosine(a, b))
+
+
+def _str(p: Path | None) -> str | None:
+    return None if p is None else str(p)
+
+
+# ------------------------------------------------------------------------------------------------ report
+def summarise(results: Sequence[VideoResult], columns: Sequence[str]) -> dict[str, dict[str, float | int]]:
+    """Mean, std (population) and count over videos of every column with at least one finite value."""
+    out: dict[str, dict[str, float | int]] = {}
+    for col in columns:
+        vals = [float(v) for r in results if (v := r.values.get(col)) is not None and math.isfinite(float(v))]
+        if vals:
+            out[col] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
+    return out
+
+
+def _fmt(col: str, value: float | int | None) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if col in INTEGER_COLUMNS:
+        return f"{int(value):d}"
+    return f"{value:.2f}" if col in ("psnr", "lse_d", "lse_c") else f"{value:.3f}"
+
+
+def format_table(results: Sequence[VideoResult], columns: Sequence[str], markdown: bool = False) -> str:
+    """Per-video rows then mean ± std; plain aligned text, or a Markdown table."""
+    summary = summarise(results, columns)
+    rows = [[r.name, *(_fmt(c, r.values.get(c)) for c in columns)] for r in results]
+    mean_row = ["mean ± std"]
+    for c in columns:
+        s = summary.get(c)
+        mean_row.append("–" if s is None else f"{s['mean']:.3f} ± {s['std']:.3f}")
+    header = ["video", *columns]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in [*rows, mean_row]]
+        return "\n".join(lines)
+    table = [header, *rows, mean_row]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in table
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(len(lines) - 1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def write_json(
+    path: Path,
+    results: Sequence[VideoResult],
+    columns: Sequence[str],
+    config: EvalConfig,
+    unavailable: dict[str, str],
+) -> None:
+    """Per-video values, notes, summary, unavailable metrics (with the reason) and the configuration."""
+    cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    doc = {
+        "config": cfg,
+        "unavailable": unavailable,
+        "columns": list(columns),
+        "videos": [r.to_json() for r in results],
+        "summary": summarise(results, columns),
+    }
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_csv(path: Path, results: Sequence[VideoResult], columns: Sequence[str]) -> None:
+    """One row per video (empty cell = not computed), then `mean` and `std` rows."""
+    summary = summarise(results, columns)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["video", "generated", "reference", "audio", *columns])
+        for r in results:
+            cells = [_finite(r.values.get(c)) for c in columns]
+            writer.writerow(
+                [
+                    r.name,
+                    r.generated,
+                    r.reference or "",
+                    r.audio or "",
+                    *("" if v is None else v for v in cells),
+                ]
+            )
+        for stat in ("mean", "std"):
+            writer.writerow([stat, "", "", "", *(summary[c][stat] if c in summary else "" for c in columns)])

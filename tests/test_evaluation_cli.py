@@ -1,0 +1,95 @@
+"""`stylelipsync evaluate` end to end: pairing, table, JSON + CSV, plot, unavailable metrics, leak columns."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from stylelipsync.cli import cli
+from stylelipsync.errors import MediaError
+from stylelipsync.evaluation.runner import make_jobs
+from stylelipsync.evaluation.syncnet_v2 import SyncNetV2
+
+CLIP = "deepavsr_00006.mp4"
+
+
+def test_evaluate_command_end_to_end(media_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    torch.save(SyncNetV2().state_dict(), tmp_path / "syncnet_v2.model")
+    out = tmp_path / "res" / "results.json"
+    clip, weights = str(media_dir / CLIP), str(tmp_path / "syncnet_v2.model")
+    args = [
+        "evaluate", "-g", clip, "-r", clip, "--silent", clip, "-m", "lse,sync,csim,psnr,ssim,lmd,lpips",
+        "--syncnet-weights", weights, "--cache-dir", str(tmp_path / "cache"), "--max-id-frames", "3",
+        "--out", str(out), "--plot", str(tmp_path / "plot.png"),
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "mean ± std" in result.output and "lse_d" in result.output
+    doc = json.loads(out.read_text())
+    values = doc["videos"][0]["values"]
+    assert set(doc["unavailable"]) == {"lpips", "csim_arcface"}
+    assert "--lpips-weights" in doc["unavailable"]["lpips"]
+    assert values["psnr"] == 100.0 and values["ssim"] == pytest.approx(1.0)
+    assert values["csim_dlib"] == pytest.approx(1.0) and values["lmd"] == pytest.approx(0.0)
+    assert values["lse_d"] > 0 and values["lse_c"] >= 0 and -15 <= values["av_offset"] <= 15
+    assert -1 <= values["sync_energy"] <= 1 and -1 <= values["sync_pred"] <= 1
+    assert values["leak_ratio"] == pytest.approx(1.0)  # the same video stands in for the silent one
+    assert doc["summary"]["psnr"]["n"] == 1
+    rows = list(csv.reader(out.with_suffix(".csv").open()))
+    assert rows[0][:4] == ["video", "generated", "reference", "audio"] and "csim_dlib" in rows[0]
+    assert [r[0] for r in rows[1:]] == ["deepavsr_00006", "mean", "std"]
+    assert (tmp_path / "plot.png").stat().st_size > 10_000
+
+
+def test_evaluate_without_weights_reports_lse_unavailable(media_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = [
+        "evaluate",
+        "-g",
+        str(media_dir / CLIP),
+        "-m",
+        "lse,sync",
+        "--cache-dir",
+        str(tmp_path),
+        "-o",
+        str(out),
+    ]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "lse: unavailable" in result.stderr and "syncnet_v2.model" in result.stderr
+    doc = json.loads(out.read_text())
+    assert "lse" in doc["unavailable"] and doc["videos"][0]["values"].get("lse_d") is None
+    assert "lse_d" not in doc["summary"] and "sync_pred" in doc["summary"]
+
+
+def test_unknown_metric_is_a_usage_error() -> None:
+    result = CliRunner().invoke(cli, ["evaluate", "-g", "x.mp4", "-m", "lse,foo"])
+    assert result.exit_code == 2 and "foo" in result.output
+
+
+def test_job_pairing(tmp_path: Path) -> None:
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    gen.mkdir(), ref.mkdir()
+    for name in ("b.mp4", "a.mp4"):
+        (gen / name).touch()
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        (ref / name).touch()
+    (ref / "notes.txt").touch()
+    jobs = make_jobs(
+        [gen], [ref], [tmp_path / "speech.wav"] if (tmp_path / "speech.wav").touch() is None else []
+    )
+    assert [(j.name, j.reference.name if j.reference else None) for j in jobs] == [
+        ("a", "a.mp4"),
+        ("b", "b.mp4"),
+    ]
+    assert all(j.audio == tmp_path / "speech.wav" for j in jobs)
+    with pytest.raises(MediaError, match="cannot pair"):
+        make_jobs([gen], [ref / "a.mp4", ref / "c.mp4", ref / "notes.txt"])
+    with pytest.raises(MediaError, match="no such file"):
+        make_jobs([tmp_path / "missing"])
