@@ -1,0 +1,1 @@
+"""Training losses: perceptual (LPIPS-VGG16, MS-SSIM fallback)."""

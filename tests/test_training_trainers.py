@@ -1,0 +1,186 @@
+"""The three trainers on tiny configs: overfitting a fixed batch, exact resume, and a 2-process gloo run."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from stylelipsync.models import StyleLipSync
+from stylelipsync.models.syncnet import SyncNetExpert
+from stylelipsync.training.config import merge
+from stylelipsync.training.runs import build_config, run_training, task_classes
+from stylelipsync.training.synthetic import write_synthetic_dataset
+from stylelipsync.training.train_stylegan import load_decoder
+from stylelipsync.training.trainer import Trainer, latest_checkpoint, load_checkpoint_modules
+
+KINDS = ["syncnet", "stylegan", "stylelipsync"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic_dataset(root, num_persons=3, num_frames=48, size=64)
+    return root
+
+
+@pytest.fixture(scope="module")
+def experts(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny SyncNet export and a tiny decoder export for the StyleLipSync trainer."""
+    root = tmp_path_factory.mktemp("experts")
+    out = {}
+    for kind in ("syncnet", "stylegan"):
+        path = run_training(kind, root / kind, data=dataset, preset="tiny", steps=2, extra=_common(dataset))
+        assert path is not None
+        out[kind] = path
+    return out
+
+
+def _common(dataset: Path) -> dict[str, Any]:
+    return {"data": {"dataset": str(dataset), "n_val_persons": 1}}
+
+
+def _extra(kind: str, dataset: Path, experts: dict[str, Path] | None, **trainer: Any) -> dict[str, Any]:
+    extra = _common(dataset)
+    if trainer:
+        extra["trainer"] = trainer
+    if kind == "stylelipsync" and experts is not None:
+        extra["syncnet"] = str(experts["syncnet"])
+    return extra
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_overfits_a_fixed_batch(kind: str, dataset: Path, experts: dict[str, Path], tmp_path: Path) -> None:
+    cfg_cls, task_cls = task_classes(kind)
+    overrides = _extra(kind, dataset, experts)
+    if kind == "syncnet":
+        overrides["model"] = {"dropout": 0.0}
+    if kind == "stylelipsync":
+        overrides["lr"] = 1e-3
+    cfg = merge(cfg_cls.preset("tiny"), overrides)
+    task = task_cls(cfg)
+    trainer = Trainer(task, tmp_path / "run")
+    ds = task.train_dataset()
+    batch = trainer.to_device(default_collate([ds[(i, i)] for i in range(cfg.trainer.batch_size)]))
+    key = {"syncnet": "loss", "stylegan": "loss_D", "stylelipsync": "loss"}[kind]
+    losses = [task.train_step([batch], step)[key] for step in range(25)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < first, losses
+
+
+def _final_state(run_dir: Path) -> dict[str, Any]:
+    ckpt = latest_checkpoint(run_dir)
+    assert ckpt is not None
+    return load_checkpoint_modules(ckpt)
+
+
+def _assert_identical(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].keys() == b[name].keys()
+        for k in a[name]:
+            assert torch.equal(a[name][k], b[name][k]), f"{name}.{k} differs after resume"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_resume_is_bit_identical(kind: str, dataset: Path, experts: dict[str, Path], tmp_path: Path) -> None:
+    extra = _extra(kind, dataset, experts, val_every=3, image_every=3, checkpoint_every=4, keep_last=2)
+    if kind == "syncnet":
+        extra["trainer"].update({"grad_accum": 2, "mixed_precision": "bf16"})
+    if kind == "stylelipsync":
+        extra["decoder"] = str(experts["stylegan"])
+        extra["train_decoder"] = False
+    if kind == "stylegan":
+        extra.update({"r1_interval": 2, "pl_weight": 1.0, "pl_interval": 3, "style_mixing": 0.5})
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    run_training(kind, straight, preset="tiny", steps=7, extra=extra)
+    assert run_training(kind, split, preset="tiny", steps=7, stop_after=5, extra=extra) is None
+    assert not (split / "export").exists()
+    run_training(kind, split, resume=True)
+    _assert_identical(_final_state(straight), _final_state(split))
+    ckpts = sorted(p.name for p in (split / "checkpoints").iterdir())
+    assert ckpts == ["checkpoint-00000005", "checkpoint-00000007"]
+    assert (split / "export").is_dir() and (split / "tb").is_dir()
+
+
+def test_exports_load(dataset: Path, experts: dict[str, Path], tmp_path: Path) -> None:
+    net = SyncNetExpert.from_pretrained(experts["syncnet"])
+    p = net(torch.rand(2, 5, 3, 40, 40) * 2 - 1, torch.randn(2, 20, 80))
+    assert p.shape == (2,) and bool(((p > 0) & (p < 1)).all())
+    cfg = build_config("stylelipsync", tmp_path, preset="tiny")
+    model = StyleLipSync(cfg.model)
+    load_decoder(model, experts["stylegan"])
+    assert float(model.w_avg.abs().sum()) > 0
+    run = run_training(
+        "stylelipsync",
+        tmp_path / "sls",
+        preset="tiny",
+        steps=2,
+        extra=_extra("stylelipsync", dataset, experts),
+    )
+    assert run is not None
+    loaded = StyleLipSync.from_pretrained(run)
+    assert json.loads((run / "training.json").read_text())["mel_norm"] == "none"
+    assert loaded.config == cfg.model
+
+
+def test_two_process_gloo_run(dataset: Path, experts: dict[str, Path], tmp_path: Path) -> None:
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        from pathlib import Path
+        from stylelipsync.training.runs import run_training
+        common = {{"data": {{"dataset": {str(dataset)!r}, "n_val_persons": 1}},
+                  "trainer": {{"val_every": 2}}}}
+        for kind in ("syncnet", "stylegan", "stylelipsync"):
+            extra = dict(common)
+            if kind == "stylelipsync":
+                extra["syncnet"] = {str(experts["syncnet"])!r}
+            run_training(kind, Path({str(tmp_path)!r}) / kind, preset="tiny", steps=3, extra=extra)
+    """)
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_port", str(port), str(script)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for kind in KINDS:
+        ckpt = latest_checkpoint(tmp_path / kind)
+        assert ckpt is not None and (ckpt / "rng-rank1.pt").is_file()
+        assert json.loads((ckpt / "trainer_state.json").read_text())["world_size"] == 2
+        assert (tmp_path / kind / "export").is_dir()
+
+
+def test_adaptation_tunes_only_the_decoder(dataset: Path, experts: dict[str, Path], tmp_path: Path) -> None:
+    base = run_training(
+        "stylelipsync",
+        tmp_path / "base",
+        preset="tiny",
+        steps=1,
+        extra=_extra("stylelipsync", dataset, experts),
+    )
+    assert base is not None
+    extra = _extra("stylelipsync", dataset, experts)
+    extra.update({"init": str(base), "adapt": True, "lambda_l2": 0.0, "lambda_reg_sync": 0.1})
+    extra["data"]["n_val_persons"] = 0
+    adapted = run_training("stylelipsync", tmp_path / "adapt", preset="tiny", steps=3, extra=extra)
+    assert adapted is not None
+    before = StyleLipSync.from_pretrained(base).state_dict()
+    after = StyleLipSync.from_pretrained(adapted).state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("synthesis.") for k in changed), sorted(changed)[:5]
+    info = json.loads((adapted / "training.json").read_text())
+    assert info["adapt"] is True and info["init"] == str(base)
