@@ -132,34 +132,50 @@ def smooth(landmarks: NDArray[np.float32], valid: NDArray[np.bool_], sigma: floa
     radius = max(1, round(3 * sigma))
     offsets = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    columns = int(np.prod(landmarks.shape[1:]))
+    source = landmarks.reshape(len(landmarks), columns)
+    target = out.reshape(len(out), columns)
     for start, stop in _runs(valid):
-        n = stop - start
-        if n < 2:
+        if stop - start < 2:
             continue
-        seg = landmarks[start:stop].astype(np.float64).reshape(n, -1)
-        pad = np.zeros((n + 2 * radius, seg.shape[1]))
-        pad[radius : radius + n] = seg
-        inside = np.zeros(n + 2 * radius)
-        inside[radius : radius + n] = 1.0
-        s0, s1, s2 = np.zeros(n), np.zeros(n), np.zeros(n)
-        t0, t1 = np.zeros_like(seg), np.zeros_like(seg)
-        for k, (d, wk) in enumerate(zip(offsets, kernel, strict=True)):
-            w = wk * inside[k : k + n]
-            s0 += w
-            s1 += w * d
-            s2 += w * d * d
-            wx = w[:, None] * pad[k : k + n]
-            t0 += wx
-            t1 += d * wx
-        det = s0 * s2 - s1 * s1
-        ok = det > 1e-9 * np.maximum(s0 * s2, 1e-12)
-        fit = np.where(
-            ok[:, None],
-            (s2[:, None] * t0 - s1[:, None] * t1) / np.where(ok, det, 1.0)[:, None],
-            t0 / s0[:, None],
-        )
-        out[start:stop] = fit.reshape(landmarks[start:stop].shape).astype(np.float32)
+        # Column blocks bound the float64 temporaries (about 8 copies of the block) on long videos.
+        for c0 in range(0, source.shape[1], _SMOOTH_COLUMNS):
+            cols = slice(c0, c0 + _SMOOTH_COLUMNS)
+            target[start:stop, cols] = _local_linear(source[start:stop, cols], offsets, kernel, radius)
     return out
+
+
+_SMOOTH_COLUMNS = 96
+
+
+def _local_linear(
+    seg32: NDArray[np.float32], offsets: NDArray[np.int64], kernel: NDArray[np.float64], radius: int
+) -> NDArray[np.float32]:
+    """Gaussian-weighted local-linear fit along time of each column of one valid run (n, C)."""
+    n = seg32.shape[0]
+    seg = seg32.astype(np.float64)
+    pad = np.zeros((n + 2 * radius, seg.shape[1]))
+    pad[radius : radius + n] = seg
+    inside = np.zeros(n + 2 * radius)
+    inside[radius : radius + n] = 1.0
+    s0, s1, s2 = np.zeros(n), np.zeros(n), np.zeros(n)
+    t0, t1 = np.zeros_like(seg), np.zeros_like(seg)
+    for k, (d, wk) in enumerate(zip(offsets, kernel, strict=True)):
+        w = wk * inside[k : k + n]
+        s0 += w
+        s1 += w * d
+        s2 += w * d * d
+        wx = w[:, None] * pad[k : k + n]
+        t0 += wx
+        t1 += d * wx
+    det = s0 * s2 - s1 * s1
+    ok = det > 1e-9 * np.maximum(s0 * s2, 1e-12)
+    fit = np.where(
+        ok[:, None],
+        (s2[:, None] * t0 - s1[:, None] * t1) / np.where(ok, det, 1.0)[:, None],
+        t0 / s0[:, None],
+    )
+    return fit.astype(np.float32)
 
 
 class _Selector:
@@ -188,6 +204,17 @@ class _Selector:
             return inside[0] if inside else None
         index = self.face_index or 0
         return faces[index] if index < len(faces) else None
+
+    def in_hint(self, det: FaceDetector, frame: NDArray[np.uint8]) -> NDArray[np.float32] | None:
+        """FaceMesh inside the bbox hint when the detector found no face at all (small, turned, occluded)."""
+        if self.hint is None:
+            return None
+        landmarks = det.landmarks_near(frame, self.hint)
+        if landmarks is None:
+            return None
+        centre = (landmark_box(landmarks)[:2] + landmark_box(landmarks)[2:]) / 2
+        inside = bool(np.all(centre >= self.hint[:2]) and np.all(centre <= self.hint[2:]))
+        return landmarks if inside else None
 
     @staticmethod
     def nearest(faces: list[Face], last_box: Box) -> Face | None:
@@ -249,7 +276,10 @@ def track_face(
                     face = _Selector.nearest(faces, last_box)
                 if face is None and (last_box is None or t - last_seen > max_gap):
                     face = selector.initial(faces)
-                landmarks = None if face is None else face.landmarks
+                    if face is None and not faces:
+                        landmarks = selector.in_hint(det, frame)
+                if face is not None:
+                    landmarks = face.landmarks
             if landmarks is not None:
                 last_box, last_seen = landmark_box(landmarks), t
             raw.append(landmarks)

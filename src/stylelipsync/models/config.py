@@ -44,7 +44,9 @@ class StyleLipSyncConfig:
         if self.channel_multiplier <= 0:
             raise ValueError(f"channel_multiplier must be positive, got {self.channel_multiplier}")
         if self.mel_normalization not in ("none", "per_clip"):
-            raise ValueError(f"mel_normalization must be 'none' or 'per_clip', got {self.mel_normalization!r}")
+            raise ValueError(
+                f"mel_normalization must be 'none' or 'per_clip', got {self.mel_normalization!r}"
+            )
         if self.mel_steps < 1 or self.mel_bins < 1:
             raise ValueError(f"mel window must be non-empty, got {self.mel_steps}x{self.mel_bins}")
 

@@ -1,105 +1,65 @@
 """`LipSyncPipeline`: dub a video or photo with new speech, streaming, with bounded memory.
 
 Two passes over the input. Pass 1 decodes at the output frame rate and tracks the face, keeping only
-landmarks (and, when the audio outlasts the video so frames must be revisited, the raw frames in an on-disk
-store). Pass 2 walks the output timeline in chunks: crop + pose-aware mask → audio and face encoders → exact
-streaming MaLS → decoder → composite in the crop → feathered paste-back → H.264/AAC encode. Frames without a
-face are copied unchanged. The output file appears only when complete.
+landmarks (and, when the audio outlasts the video and a ping-pong loop walks it backwards, the raw frames in
+an on-disk store). Pass 2 (`render.Renderer`) walks the output timeline in chunks: crop + pose-aware mask →
+audio and face encoders → exact streaming MaLS → decoder → composite in the crop → feathered paste-back →
+H.264/AAC encode. Frames without a face are copied unchanged. The output file appears only when complete.
+
+    pipe = LipSyncPipeline.from_pretrained("model_dir")
+    result = pipe("person.mp4", "speech.wav", "dubbed.mp4", loop="pingpong")
+    print(result.summary())
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from stylelipsync.audio import log_mel_spectrogram, mel_windows, num_video_frames, voice_activity
-from stylelipsync.errors import CheckpointError, FaceNotFoundError, MediaError, OutputError
-from stylelipsync.face.crop import crop_transforms, warp_landmarks, warp_to_crop
+from stylelipsync.audio import num_mel_frames, num_video_frames
+from stylelipsync.errors import CheckpointError, FaceNotFoundError, MediaError, OutputError, StyleLipSyncError
+from stylelipsync.face.crop import crop_transforms
 from stylelipsync.face.geometry import FaceModel
-from stylelipsync.face.mask import PoseMasker, keep_mask
-from stylelipsync.face.paste import paste_back
+from stylelipsync.face.landmarks import NUM_MESH
+from stylelipsync.face.mask import PoseMasker
 from stylelipsync.face.track import FaceTrack, track_face
-from stylelipsync.media import VideoReader, VideoWriter, load_audio, probe, read_image
+from stylelipsync.media import MediaInfo, VideoReader, load_audio, probe, read_image
+from stylelipsync.media.container import check_file
 from stylelipsync.media.frame_store import FrameStore
 from stylelipsync.models import StyleLipSync, load_official_checkpoint
-from stylelipsync.pipelines.streaming import StreamingStyleMixer
-from stylelipsync.pipelines.timeline import LoopMode, source_indices
+from stylelipsync.pipelines.audio_drive import SAMPLE_RATE, AudioDrive
+from stylelipsync.pipelines.options import GenerateOptions, GenerateResult
+from stylelipsync.pipelines.render import CROP_SIZE, Callback, Progress, Renderer, RenderPlan, StageTimer
+from stylelipsync.pipelines.sources import SourceFrames, needs_store, open_store
+from stylelipsync.pipelines.timeline import source_indices
 
-CROP_SIZE = 256
-"""Crops, masks and paste-back live at 256² (the spec's mask processing is defined there); the model may
-run at a lower resolution, in which case its input is resized down and its output up."""
-
-SAMPLE_RATE = 16000
-SILENCE_LOG_MEL = -5.0
-"""log10 of the mel floor (1e-5): what digital silence looks like to the audio encoder."""
-
-GATE_RAMP_FRAMES = 3
-"""Frames over which the silence gate fades, so the mouth closes and opens smoothly."""
+PHOTO_FPS = 25.0
+OUTPUT_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv"})
+AAC_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000})
+"""Sample rates AAC can carry; the output keeps the speech file's own rate when it is one of them."""
 
 
-@dataclass
-class GenerateOptions:
-    """Options of one `generate` call (CLI flags of the same names)."""
-
-    batch_size: int = 8
-    fps: float | None = None
-    face_index: int | None = None
-    bbox: tuple[int, ...] | None = None
-    reference_frame: int = 0
-    loop: LoopMode | str = LoopMode.PINGPONG
-    trim: bool = True
-    keep_silence: bool = False
-    crop_output: Path | None = None
-    overwrite: bool = False
-
-
-@dataclass
-class GenerateResult:
-    """What a `generate` call produced."""
-
-    output_path: Path
-    frames: int
-    frames_with_face: int
-    fps: float
-    seconds: float
-    width: int
-    height: int
-    crop_path: Path | None = None
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        """Human-readable one-paragraph summary for the CLI."""
-        rate = self.frames / self.seconds if self.seconds > 0 else float("nan")
-        no_face = self.frames - self.frames_with_face
-        lines = [
-            f"wrote {self.output_path} ({self.width}x{self.height}, "
-            f"{self.frames} frames at {self.fps:g} fps, "
-            f"{self.frames / self.fps:.2f} s)",
-            f"faces found in {self.frames_with_face} of {self.frames} frames"
-            + (f" ({no_face} passed through unchanged)" if no_face else ""),
-            f"took {self.seconds:.1f} s ({rate:.1f} frames/s)",
-        ]
-        if self.crop_path is not None:
-            lines.append(f"face crops in {self.crop_path}")
-        return "\n".join(lines)
-
-
-def _resolve_device(device: str | torch.device | None) -> torch.device:
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """'auto' → CUDA if available, else CPU; asking for CUDA without a GPU is a user error."""
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CheckpointError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-    return device
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise StyleLipSyncError(f"unknown device {device!r}; use auto, cpu or cuda") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise StyleLipSyncError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return dev
 
 
 def default_checkpoint() -> Path:
@@ -107,38 +67,107 @@ def default_checkpoint() -> Path:
     return Path(__file__).resolve().parents[1] / "assets" / "default_model"
 
 
-class _SourceFrames:
-    """Source frames by index: from the on-disk store, or by walking a fresh decoder forwards."""
+def load_model(path: str | Path | None, w_avg: str | Path | None = None) -> StyleLipSync:
+    """A native model directory (or a file in one), an official `.pth` (+ `w_avg`), or the shipped model."""
+    if path is None:
+        path = default_checkpoint()
+        if not (path / "config.json").is_file():
+            raise CheckpointError(
+                f"no default model is shipped in this install ({path}); pass --checkpoint DIR"
+            )
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass a model directory or an official .pth")
+    if path.is_file() and path.name in ("config.json", "model.safetensors"):
+        path = path.parent
+    if path.is_dir():
+        if w_avg is not None:
+            raise CheckpointError(
+                f"--w-avg goes with an official .pth checkpoint, not a model directory ({path})"
+            )
+        return StyleLipSync.from_pretrained(path)
+    return load_official_checkpoint(path, w_avg=w_avg)
 
-    def __init__(self, video: Path, fps: float, store: FrameStore | None, still: np.ndarray | None) -> None:
-        self._store, self._still = store, still
-        self._reader: Iterator[Any] | None = None
-        self._video, self._fps = video, fps
-        self._index, self._frame = -1, None
 
-    def __getitem__(self, index: int) -> np.ndarray:
-        if self._still is not None:
-            return self._still
-        if self._store is not None:
-            return self._store[index]
-        if self._reader is None:
-            self._reader = iter(VideoReader(self._video, fps=self._fps))
-        if index < self._index:
-            raise RuntimeError("internal error: streamed source frames requested out of order")
-        while self._index < index:
-            frame = next(self._reader, None)
-            if frame is None:
-                break
-            self._index, self._frame = self._index + 1, frame.image
-        assert self._frame is not None
-        return self._frame
+def check_output(path: Path, inputs: list[Path], overwrite: bool) -> None:
+    """Refuse to overwrite an input or (without `overwrite`) an existing file; prove the folder is writable.
+
+    Done before any decoding, so a bad output path fails in a second, not after the first pass.
+    """
+    for source in inputs:
+        if path.resolve() == source.resolve() or (path.exists() and os.path.samefile(path, source)):
+            raise OutputError(
+                f"{path}: is an input file and would be overwritten. Choose another output path."
+            )
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise OutputError(f"{path}: unsupported output type; use a .mp4 (or .mov/.mkv) file name.")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give the output file name, e.g. {path / 'dubbed.mp4'}")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: already exists; pass --overwrite to replace it")
+    _check_writable_folder(path)
+
+
+def _check_writable_folder(path: Path) -> None:
+    """Create the output's folder if needed and prove a file can be created in it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (NotADirectoryError, FileExistsError) as exc:
+        raise OutputError(
+            f"{path}: part of the output path is a file, not a folder. Fix the --output path."
+        ) from exc
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create the output folder ({exc.strerror}).") from exc
+    probe_file = path.parent / f".{path.stem}.{secrets.token_hex(8)}.probe"
+    try:
+        os.close(os.open(probe_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        probe_file.unlink()
+    except OSError as exc:
+        raise OutputError(
+            f"{path}: the output folder is not writable ({exc.strerror}). Choose another --output location."
+        ) from exc
+
+
+def face_model(track: FaceTrack, max_frames: int = 300) -> FaceModel:
+    """The person's 3-D face shape from up to `max_frames` evenly spread valid frames.
+
+    The frames are picked here, as `FaceModel.from_landmarks` would, so that only they (not the whole
+    track) are converted to float64: the same shape without a transient that grows with the video.
+    """
+    valid = np.flatnonzero(track.valid & np.isfinite(track.landmarks[:, :NUM_MESH]).all(axis=(1, 2)))
+    if valid.size > max_frames:
+        valid = valid[np.linspace(0, valid.size - 1, max_frames).round().astype(int)]
+    return FaceModel.from_landmarks(track.landmarks[valid], max_frames=max_frames)
+
+
+@dataclass
+class _Job:
+    """One call's inputs, resolved: paths, rates, audio, timeline."""
+
+    video: Path
+    audio: Path
+    output: Path
+    crop_path: Path | None
+    opts: GenerateOptions
+    info: MediaInfo
+    fps: float
+    wave: np.ndarray
+    audio_frames: int
+    num_source: int
+    src_idx: np.ndarray
+
+    @property
+    def needed(self) -> int:
+        """Source frames pass 1 must decode: those the timeline uses, and the reference."""
+        used = int(self.src_idx.max()) + 1
+        return max(used, (self.opts.reference_frame or 0) + 1)
 
 
 class LipSyncPipeline:
     """Loaded model + everything around it. Call it to dub one video; reuse it for many."""
 
     def __init__(self, model: StyleLipSync, device: str | torch.device | None = "auto") -> None:
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
 
     @classmethod
@@ -149,54 +178,8 @@ class LipSyncPipeline:
         device: str | torch.device | None = "auto",
     ) -> LipSyncPipeline:
         """Load a native model directory, an official `.pth` (+ `w_avg.pth`) or the shipped model (None)."""
-        if path is None:
-            path = default_checkpoint()
-            if not (path / "config.json").is_file():
-                raise CheckpointError(
-                    f"no default model is shipped in this install ({path}); pass --checkpoint MODEL_DIR"
-                )
-        path = Path(path)
-        if not path.exists():
-            raise CheckpointError(
-                f"checkpoint {path} does not exist; pass a model directory or an official .pth"
-            )
-        if path.is_dir():
-            model = StyleLipSync.from_pretrained(path)
-        else:
-            model = load_official_checkpoint(path, w_avg=w_avg)
-        return cls(model, device=device)
-
-    # -- audio ------------------------------------------------------------------------------------------
-
-    def _audio_features(self, wave: np.ndarray, num_frames: int, fps: float) -> torch.Tensor:
-        mel = log_mel_spectrogram(wave, SAMPLE_RATE)
-        normalise = getattr(self.model.config, "mel_normalization", "none")
-        if normalise == "per_clip":
-            mel = (mel - mel.mean(0, keepdim=True)) / mel.std(0, keepdim=True).clamp_min(1e-3)
-        return mel_windows(mel, num_frames, fps)
-
-    def _silence_styles(self) -> torch.Tensor:
-        cfg = self.model.config
-        window = torch.full((1, cfg.mel_steps, cfg.mel_bins), SILENCE_LOG_MEL, device=self.device)
-        if getattr(cfg, "mel_normalization", "none") == "per_clip":
-            window.zero_()
-        return self.model.audio_styles(window)[0]
-
-    @staticmethod
-    def _speech_gate(
-        wave: np.ndarray, num_frames: int, audio_frames: int, fps: float, keep_silence: bool
-    ) -> np.ndarray:
-        """Per-frame weight of the audio styles: 1 on speech, fading to 0 on silence and after the audio."""
-        inside = np.arange(num_frames) < audio_frames
-        if keep_silence:
-            voiced = inside
-        else:
-            voiced = np.asarray(voice_activity(wave, SAMPLE_RATE, num_frames, fps), dtype=bool) & inside
-        kernel = np.ones(2 * GATE_RAMP_FRAMES + 1) / (2 * GATE_RAMP_FRAMES + 1)
-        padded = np.pad(voiced.astype(np.float64), GATE_RAMP_FRAMES, mode="edge")
-        return np.convolve(padded, kernel, mode="valid")
-
-    # -- main call -------------------------------------------------------------------------------------
+        dev = resolve_device(device)
+        return cls(load_model(path, w_avg), device=dev)
 
     def __call__(
         self,
@@ -204,308 +187,164 @@ class LipSyncPipeline:
         audio: str | Path,
         output: str | Path,
         options: GenerateOptions | None = None,
-        progress: bool | Callable[[int, int], None] = False,
+        *,
+        progress: Progress = False,
+        callback: Callback | None = None,
         **overrides: Any,
     ) -> GenerateResult:
-        """Dub `video` (or a photo) with `audio` into `output`; see `GenerateOptions` for the options."""
-        opts = options or GenerateOptions()
-        for key, value in overrides.items():
-            if not hasattr(opts, key):
-                raise TypeError(f"unknown generate option {key!r}")
-            setattr(opts, key, value)
-        video, audio, output = Path(video), Path(audio), Path(output)
-        crop_path = Path(opts.crop_output) if opts.crop_output else None
-        self._check_paths(video, audio, output, crop_path, opts.overwrite)
+        """Dub `video` (or a photo) with `audio` into `output`; options as in `GenerateOptions`.
+
+        `progress=True` shows progress bars; a callable gets (frames done, total). `callback` receives a
+        `FrameOutput` for every output frame, in order, as soon as it is written.
+        """
         start = time.perf_counter()
-
-        info = probe(video)
-        if not (info.is_image or info.has_video):
-            raise MediaError(f"{video} has no video stream; give a video or a photo of the face")
-        native_fps = info.nominal_fps if info.is_vfr else info.fps
-        fps = float(opts.fps or (25.0 if info.is_image else native_fps))
-        wave = load_audio(audio, SAMPLE_RATE)
-        if wave.size < SAMPLE_RATE // fps:
-            raise MediaError(
-                f"{audio} has no audio samples (or less than one frame); give a file with speech"
-            )
-        audio_frames = num_video_frames(1 + len(wave) // 160, fps)
-
-        track, store, still, reference, num_source = self._analyse(
-            video, info, fps, audio_frames, opts, progress
-        )
+        timer = StageTimer()
+        opts = (options or GenerateOptions()).updated(**overrides)
+        job = self._job(Path(video), Path(audio), Path(output), opts)
+        sources = self._sources(job)
         try:
-            num_out = audio_frames if opts.trim else max(audio_frames, num_source)
-            return self._render(
-                video,
-                wave,
-                output,
-                crop_path,
-                fps,
-                num_out,
-                audio_frames,
-                num_source,
-                track,
-                store,
-                still,
-                reference,
-                opts,
-                progress,
-                start,
+            with timer("track"):
+                track = self._track(job, sources, progress)
+            plan = self._plan(job, track)
+            drive = AudioDrive(
+                job.wave, job.fps, len(job.src_idx), job.audio_frames, opts.keep_silence, self._mel_norm()
+            )
+            renderer = Renderer(self.model, self.device, plan, sources, drive, timer, callback, progress)
+            with_face = renderer.run()
+        finally:
+            sources.close()
+        return GenerateResult(
+            output_path=job.output,
+            frames=len(job.src_idx),
+            frames_with_face=with_face,
+            fps=job.fps,
+            seconds=time.perf_counter() - start,
+            width=plan.width,
+            height=plan.height,
+            source_frames=job.num_source,
+            crop_path=job.crop_path,
+            stage_seconds=dict(timer.seconds),
+        )
+
+    def _mel_norm(self) -> str:
+        """The audio front-end contract of the weights (configs older than the field mean "none")."""
+        return str(getattr(self.model.config, "mel_normalization", "none"))
+
+    # -- inputs ---------------------------------------------------------------------------------------
+
+    def _job(self, video: Path, audio: Path, output: Path, opts: GenerateOptions) -> _Job:
+        """Check the paths, read the audio, and lay out the output timeline."""
+        check_file(video)
+        check_file(audio)
+        crop_path = Path(opts.crop_output) if opts.crop_output else None
+        for out in [output] + ([crop_path] if crop_path else []):
+            check_output(out, [video, audio], opts.overwrite)
+        if crop_path is not None and crop_path.resolve() == output.resolve():
+            raise OutputError(f"{crop_path}: the crop output must differ from the main output")
+        info = probe(video)
+        if not info.has_video:
+            raise MediaError(f"{video}: has no video stream. Give a video or a photo of the face to dub.")
+        native = PHOTO_FPS if info.is_image else (info.nominal_fps if info.is_vfr else info.fps)
+        fps = float(opts.fps or native or PHOTO_FPS)
+        wave = load_audio(audio, SAMPLE_RATE)
+        audio_frames = num_video_frames(num_mel_frames(len(wave)), fps)
+        if audio_frames < 1:
+            raise MediaError(f"{audio}: holds less than one video frame of audio; give a file with speech")
+        num_source = 1 if info.is_image else len(VideoReader(video, fps=fps))
+        if opts.reference_frame is not None and opts.reference_frame >= num_source:
+            raise StyleLipSyncError(
+                f"--reference-frame {opts.reference_frame} is past the end of {video} "
+                f"({num_source} frames at {fps:g} fps); choose 0 to {num_source - 1}"
+            )
+        num_out = audio_frames if opts.trim else max(audio_frames, num_source)
+        src_idx = source_indices(num_out, num_source, opts.loop)
+        return _Job(video, audio, output, crop_path, opts, info, fps, wave, audio_frames, num_source, src_idx)
+
+    def _sources(self, job: _Job) -> SourceFrames:
+        """Frame access for pass 2 (see `sources`): the still, a frame store, or a forward walk."""
+        if job.info.is_image:
+            return SourceFrames(job.video, job.fps, still=read_image(job.video))
+        store = open_store(job.info.height, job.info.width) if needs_store(job.src_idx) else None
+        return SourceFrames(job.video, job.fps, store=store)
+
+    # -- pass 1 ---------------------------------------------------------------------------------------
+
+    def _track(self, job: _Job, sources: SourceFrames, progress: Progress) -> FaceTrack:
+        """Track the face over the source frames the timeline uses (filling the frame store, if any)."""
+        bar = tqdm(total=job.needed, desc="tracking", unit="frame", disable=progress is not True, leave=False)
+        try:
+            track = track_face(
+                self._pass1_frames(job, sources.store),
+                face_index=job.opts.face_index,
+                bbox=job.opts.bbox,
+                fps=job.fps,
+                progress=lambda n: bar.update(n - bar.n),
             )
         finally:
-            if store is not None:
-                store.close()
-
-    def _check_paths(
-        self, video: Path, audio: Path, output: Path, crop: Path | None, overwrite: bool
-    ) -> None:
-        for path, what in ((video, "video"), (audio, "audio")):
-            if not path.is_file():
-                raise MediaError(f"{what} file {path} does not exist")
-        for out in [output] + ([crop] if crop else []):
-            if out.resolve() in (video.resolve(), audio.resolve()):
-                raise OutputError(f"output {out} is one of the inputs; choose another output path")
-            if out.exists() and not overwrite:
-                raise OutputError(f"output {out} already exists; pass --overwrite to replace it")
-            if not out.parent.exists():
-                raise OutputError(f"output folder {out.parent} does not exist; create it first")
-
-    def _analyse(
-        self,
-        video: Path,
-        info: Any,
-        fps: float,
-        audio_frames: int,
-        opts: GenerateOptions,
-        progress: bool | Callable[[int, int], None],
-    ) -> tuple[FaceTrack, FrameStore | None, np.ndarray | None, np.ndarray, int]:
-        """Pass 1: track the face; keep the reference frame and, if frames will be revisited, all frames."""
-        still = read_image(video) if info.is_image else None
-        estimate = 1 if still is not None else max(1, round(info.duration * fps))
-        store: FrameStore | None = None
-        if still is None and audio_frames > estimate - 5 and LoopMode(opts.loop) is not LoopMode.HOLD:
-            store = FrameStore(info.height, info.width)
-        kept: dict[int, np.ndarray] = {}
-
-        def frames() -> Iterator[np.ndarray]:
-            if still is not None:
-                kept[0] = still
-                yield still
-                return
-            bar = tqdm(
-                total=estimate, desc="tracking", unit="frame", disable=progress is not True, leave=False
+            bar.close()
+        if not track.valid.any():
+            hint = (
+                " inside the --bbox box; check its coordinates (pixels of the first frame)"
+                if job.opts.bbox
+                else "; if the face is small, turned or partly hidden, point at it with --bbox X0,Y0,X1,Y1"
             )
-            for frame in VideoReader(video, fps=fps):
+            raise FaceNotFoundError(f"{job.video}: no face found in any frame{hint}")
+        return track
+
+    @staticmethod
+    def _pass1_frames(job: _Job, store: FrameStore | None) -> Iterator[np.ndarray]:
+        """The first `job.needed` source frames, each also appended to the store when there is one."""
+        if job.info.is_image:
+            yield read_image(job.video)
+            return
+        with VideoReader(job.video, fps=job.fps) as reader:
+            for frame in islice(reader, job.needed):
                 if store is not None:
                     store.append(frame.image)
-                if frame.index == opts.reference_frame or frame.index == 0:
-                    kept[frame.index] = frame.image
-                bar.update(1)
                 yield frame.image
-            bar.close()
 
-        try:
-            track = track_face(frames(), face_index=opts.face_index, bbox=opts.bbox, fps=fps)
-        except BaseException:
-            if store is not None:
-                store.close()
-            raise
-        num_source = len(track.valid)
-        if num_source == 0:
-            raise MediaError(f"{video} has no decodable frames")
-        if not track.valid.any():
-            if store is not None:
-                store.close()
-            hint = (
-                " inside the --bbox box"
-                if opts.bbox
-                else "; if the face is small or turned, point at it with --bbox X0,Y0,X1,Y1"
+    def _plan(self, job: _Job, track: FaceTrack) -> RenderPlan:
+        """Crop transforms, the person's mask model and the reference frame, for pass 2."""
+        out_audio, out_rate = self._output_audio(job)
+        return RenderPlan(
+            video=job.video,
+            protect=[job.video, job.audio],
+            output=job.output,
+            crop_path=job.crop_path,
+            fps=job.fps,
+            width=job.info.width,
+            height=job.info.height,
+            src_idx=job.src_idx,
+            track=track,
+            transforms=crop_transforms(track, size=CROP_SIZE),
+            masker=PoseMasker(face_model(track), size=CROP_SIZE),
+            reference=self._reference(job, track),
+            audio=out_audio,
+            audio_rate=out_rate,
+            batch_size=job.opts.batch_size,
+        )
+
+    @staticmethod
+    def _reference(job: _Job, track: FaceTrack) -> int:
+        """The identity reference: the requested frame (it must show the face) or the first with a face."""
+        first = int(np.flatnonzero(track.valid)[0])
+        ref = job.opts.reference_frame
+        if ref is None:
+            return first
+        if not track.valid[ref]:
+            raise FaceNotFoundError(
+                f"{job.video}: frame {ref} (--reference-frame) has no tracked face; "
+                f"choose a frame that shows it, e.g. {first}"
             )
-            raise FaceNotFoundError(f"no face found in any frame of {video}{hint}")
-        ref_index = opts.reference_frame if opts.reference_frame < num_source else 0
-        reference = kept.get(ref_index, kept[0])
-        return track, store, still, reference, num_source
+        return ref
 
-    @torch.no_grad()
-    def _render(
-        self,
-        video: Path,
-        wave: np.ndarray,
-        output: Path,
-        crop_path: Path | None,
-        fps: float,
-        num_out: int,
-        audio_frames: int,
-        num_source: int,
-        track: FaceTrack,
-        store: FrameStore | None,
-        still: np.ndarray | None,
-        reference: np.ndarray,
-        opts: GenerateOptions,
-        progress: bool | Callable[[int, int], None],
-        start: float,
-    ) -> GenerateResult:
-        """Pass 2: encoders → streaming MaLS → decoder → composite → paste-back → encode."""
-        model, _cfg, dev = self.model, self.model.config, self.device
-        transforms = crop_transforms(track, size=CROP_SIZE)
-        src_idx = source_indices(num_out, num_source, opts.loop)
-        valid_src = np.flatnonzero(track.valid)
-        ref_src = (
-            opts.reference_frame
-            if track.valid[min(opts.reference_frame, num_source - 1)]
-            else int(valid_src[0])
-        )
-        ref_img = reference if ref_src == opts.reference_frame or still is not None else None
-        if ref_img is None:
-            ref_img = _SourceFrames(video, fps, store, still)[ref_src]
-        ref_crop = warp_to_crop(ref_img, transforms[ref_src], CROP_SIZE)
-        ref_styles = model.reference_styles(self._to_model(ref_crop[None]))[0]
-
-        windows = self._audio_features(wave, num_out, fps).to(dev)
-        gate = torch.as_tensor(
-            self._speech_gate(wave, num_out, audio_frames, fps, opts.keep_silence),
-            dtype=torch.float32,
-            device=dev,
-        )
-        silence = self._silence_styles()
-        mixer = StreamingStyleMixer(lambda a: model.mix_styles(a, ref_styles), num_out)
-        sources = _SourceFrames(video, fps, store, still)
-        masker = PoseMasker(FaceModel.from_landmarks(track.landmarks, track.valid), size=CROP_SIZE)
-        masks_cache: dict[int, np.ndarray] = {}
-
-        first = sources[int(src_idx[0])]
-        height, width = first.shape[:2]
-        total_samples = round(num_out / fps * SAMPLE_RATE)
-        track_audio = np.zeros(total_samples, np.float32)
-        track_audio[: min(total_samples, len(wave))] = wave[:total_samples]
-        writer = VideoWriter(
-            output, fps, width, height, audio=track_audio, sample_rate=SAMPLE_RATE, protect=[video]
-        )
-        crop_writer = (
-            VideoWriter(
-                crop_path,
-                fps,
-                CROP_SIZE,
-                CROP_SIZE,
-                audio=track_audio,
-                sample_rate=SAMPLE_RATE,
-                protect=[video],
-            )
-            if crop_path is not None
-            else None
-        )
-        pending: deque[dict[str, Any]] = deque()
-        with_face = 0
-        bar = tqdm(total=num_out, desc="dubbing", unit="frame", disable=progress is not True)
-        try:
-            with writer, crop_writer if crop_writer is not None else _Null():
-                for lo in range(0, num_out, opts.batch_size):
-                    hi = min(num_out, lo + opts.batch_size)
-                    items = []
-                    for t in range(lo, hi):
-                        s = int(src_idx[t])
-                        frame = sources[s]
-                        item: dict[str, Any] = {"frame": frame, "src": s, "valid": bool(track.valid[s])}
-                        if item["valid"]:
-                            if s not in masks_cache:
-                                crop_points = warp_landmarks(track.landmarks[s], transforms[s])
-                                masks_cache[s] = keep_mask(masker(crop_points))
-                                if len(masks_cache) > 4 * opts.batch_size:
-                                    masks_cache.pop(next(iter(masks_cache)))
-                            crop = warp_to_crop(frame, transforms[s], CROP_SIZE)
-                            item["crop"], item["keep"] = crop, masks_cache[s]
-                        items.append(item)
-                    faces = [it for it in items if it["valid"]]
-                    if faces:
-                        masked = np.stack([(it["crop"] * it["keep"][..., None]) for it in faces])
-                        feats = model.face_features(self._to_model(masked))
-                        for j, it in enumerate(faces):
-                            it["features"] = [f[j : j + 1] for f in feats]
-                    a = model.audio_styles(windows[lo:hi])
-                    g = gate[lo:hi, None, None]
-                    pending.extend(items)
-                    styles = mixer.push(g * a + (1 - g) * silence)
-                    with_face += self._flush(pending, styles, transforms, writer, crop_writer)
-                    bar.update(hi - lo)
-                    if callable(progress):
-                        progress(hi, num_out)
-        finally:
-            bar.close()
-        return GenerateResult(
-            output_path=output,
-            frames=num_out,
-            frames_with_face=with_face,
-            fps=fps,
-            seconds=time.perf_counter() - start,
-            width=width,
-            height=height,
-            crop_path=crop_path,
-        )
-
-    def _flush(
-        self,
-        pending: deque[dict[str, Any]],
-        styles: torch.Tensor,
-        transforms: np.ndarray,
-        writer: Any,
-        crop_writer: Any,
-    ) -> int:
-        """Decode, composite, paste back and write the oldest `len(styles)` pending frames."""
-        if styles.shape[0] == 0:
-            return 0
-        items = [pending.popleft() for _ in range(styles.shape[0])]
-        faces = [j for j, it in enumerate(items) if it["valid"]]
-        if faces:
-            feats = [
-                torch.cat([items[j]["features"][k] for j in faces])
-                for k in range(len(items[faces[0]]["features"]))
-            ]
-            x_hat = self.model.decode(styles[faces], feats)
-            generated = self._from_model(x_hat)
-            for j, gen in zip(faces, generated, strict=True):
-                it = items[j]
-                keep = it["keep"][..., None]
-                it["composite"] = (
-                    gen.astype(np.float32) * (1 - keep) + it["crop"].astype(np.float32) * keep
-                ).astype(np.uint8)
-        for it in items:
-            if it["valid"]:
-                out = paste_back(it["frame"], it["composite"], transforms[it["src"]], it["keep"])
-                writer.write(out)
-                if crop_writer is not None:
-                    crop_writer.write(it["composite"])
-            else:
-                writer.write(it["frame"])
-                if crop_writer is not None:
-                    crop_writer.write(np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8))
-        return len(faces)
-
-    def _to_model(self, crops: np.ndarray) -> torch.Tensor:
-        """uint8/float crops (N, 256, 256, 3) in 0..255 → (N, 3, res, res) in [-1, 1] on the device."""
-        x = torch.as_tensor(np.ascontiguousarray(crops), dtype=torch.float32, device=self.device).permute(
-            0, 3, 1, 2
-        )
-        res = self.model.config.resolution
-        if res != x.shape[-1]:
-            x = F.interpolate(x, size=(res, res), mode="area")
-        return x / 127.5 - 1.0
-
-    def _from_model(self, x_hat: torch.Tensor) -> np.ndarray:
-        """(N, 3, res, res) in [-1, 1] → uint8 (N, 256, 256, 3), truncated like the official code."""
-        x = ((x_hat.float() + 1) / 2).clamp(0, 1) * 255
-        if x.shape[-1] != CROP_SIZE:
-            x = F.interpolate(x, size=(CROP_SIZE, CROP_SIZE), mode="bicubic", align_corners=False).clamp(
-                0, 255
-            )
-        return x.permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
+    @staticmethod
+    def _output_audio(job: _Job) -> tuple[np.ndarray, int]:
+        """The speech for the output file: at its own rate when AAC can carry it (not the model's 16 kHz)."""
+        rate = probe(job.audio).sample_rate
+        if rate == SAMPLE_RATE or rate not in AAC_RATES:
+            return job.wave, SAMPLE_RATE
+        return load_audio(job.audio, rate), rate
 
 
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-__all__ = ["GenerateOptions", "GenerateResult", "LipSyncPipeline", "default_checkpoint"]
+__all__ = ["LipSyncPipeline", "default_checkpoint", "load_model", "resolve_device"]

@@ -1,0 +1,120 @@
+"""What drives the mouth: per-frame mel windows (made chunk by chunk) and the silence gate.
+
+The windows are cut from the log-mel spectrogram only for the frames of the current chunk: materialising all
+of them would take five times the spectrogram's memory (20-row windows every 4 rows). They are identical to
+`stylelipsync.audio.mel_windows` (tested).
+
+Silence gate: the audio styles of frame t are blended towards the model's response to a silent window,
+``g_t · a_t + (1 − g_t) · a_silence``, where g_t is voice activity (1 on speech, 0 on silence and after the
+audio ends) smoothed with a (2·3 + 1)-frame box filter, so the mouth closes and opens over about 3 frames on
+each side of a pause. With `keep_silence`, g is 1 wherever there is audio.
+
+Models trained with ``mel_normalization="per_clip"`` (`StyleLipSyncConfig`) get every window, the silent one
+included, standardised per mel band with the mean and std of the whole driving audio (std floored at 1e-3),
+after zero padding, as the training data loader does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stylelipsync.audio import log_mel_spectrogram, num_mel_frames, voice_activity
+from stylelipsync.audio.mel import HOP_LENGTH, MEL_FRAMES_PER_SECOND, N_FFT
+from stylelipsync.audio.windows import OFFSET, WINDOW
+
+SAMPLE_RATE = 16000
+SILENCE_LOG_MEL = -5.0
+"""log10 of the mel floor (1e-5): what digital silence looks like to the audio encoder."""
+GATE_RAMP_FRAMES = 3
+"""Frames over which the silence gate fades on each side of a change."""
+MEL_STD_FLOOR = 1e-3
+"""Smallest per-band std used by per-clip normalisation (the training contract)."""
+MEL_BLOCK_ROWS = 3000
+"""Mel rows (30 s) per STFT block: the float64 STFT of a whole hour of speech would take gigabytes."""
+
+
+def window_starts_range(lo: int, hi: int, fps: float) -> torch.Tensor:
+    """First mel row of the windows of frames lo..hi-1 (same arithmetic as `audio.window_starts`)."""
+    t = torch.arange(lo, hi, dtype=torch.float64)
+    return torch.floor(t * (MEL_FRAMES_PER_SECOND / fps) + 0.5).to(torch.long) - OFFSET
+
+
+def blockwise_log_mel(wave: np.ndarray, block: int = MEL_BLOCK_ROWS) -> torch.Tensor:
+    """`log_mel_spectrogram(wave)`, computed `block` rows at a time (same rows, bounded temporaries).
+
+    Row f is centred on sample 160·f and sees ±256 samples; each block is cut with a margin of whole hops
+    so its rows never touch the reflect padding, except at the true ends of the signal, as in one pass.
+    """
+    total = num_mel_frames(len(wave))
+    if total <= block:
+        return log_mel_spectrogram(wave, SAMPLE_RATE)
+    margin = -(-N_FFT // 2 // HOP_LENGTH) + 1
+    parts = []
+    for f0 in range(0, total, block):
+        f1 = min(total, f0 + block)
+        s0 = max(0, f0 - margin) * HOP_LENGTH
+        s1 = min(len(wave), (f1 + margin) * HOP_LENGTH)
+        first = s0 // HOP_LENGTH
+        parts.append(log_mel_spectrogram(wave[s0:s1], SAMPLE_RATE)[f0 - first : f1 - first])
+    return torch.cat(parts)
+
+
+def speech_gate(
+    wave: np.ndarray, num_frames: int, audio_frames: int, fps: float, keep_silence: bool
+) -> np.ndarray:
+    """(num_frames,) float64 weight of the audio styles: 1 on speech, ramping to 0 on silence and past the
+    audio's end (frame `audio_frames` on)."""
+    inside = np.arange(num_frames) < audio_frames
+    if keep_silence:
+        voiced = inside
+    else:
+        voiced = np.asarray(voice_activity(wave, SAMPLE_RATE, num_frames, fps), dtype=bool) & inside
+    width = 2 * GATE_RAMP_FRAMES + 1
+    padded = np.pad(voiced.astype(np.float64), GATE_RAMP_FRAMES, mode="edge")
+    return np.convolve(padded, np.ones(width) / width, mode="valid")
+
+
+class AudioDrive:
+    """Mel windows and gate values for output frames 0..num_frames-1 at `fps`, served chunk by chunk."""
+
+    def __init__(
+        self,
+        wave: np.ndarray,
+        fps: float,
+        num_frames: int,
+        audio_frames: int,
+        keep_silence: bool,
+        normalization: str = "none",
+    ) -> None:
+        mel = blockwise_log_mel(wave)
+        self._mean: torch.Tensor | None = None
+        self._std = torch.ones(mel.shape[1])
+        if normalization == "per_clip":
+            self._mean = mel.mean(dim=0, dtype=torch.float64).float()
+            self._std = mel.double().std(dim=0, unbiased=False).clamp_min(MEL_STD_FLOOR).float()
+        elif normalization != "none":
+            raise ValueError(f"unknown mel normalization {normalization!r}")
+        last_start = int(window_starts_range(num_frames - 1, num_frames, fps)[0])
+        right = max(0, last_start + WINDOW - mel.shape[0])
+        self._mel = F.pad(mel, (0, 0, OFFSET, right))
+        self.fps = fps
+        self.num_frames = num_frames
+        gate = speech_gate(wave, num_frames, audio_frames, fps, keep_silence)
+        self.gate = torch.as_tensor(gate, dtype=torch.float32)
+
+    def windows(self, lo: int, hi: int) -> torch.Tensor:
+        """(hi − lo, 20, 80) mel windows of frames lo..hi-1; rows outside the audio are zero (as trained)."""
+        starts = window_starts_range(lo, hi, self.fps) + OFFSET
+        rows = starts[:, None] + torch.arange(WINDOW)[None, :]
+        return self._normalized(self._mel[rows])
+
+    def silence_window(self) -> torch.Tensor:
+        """(1, 20, 80) window of digital silence, normalised like the others."""
+        return self._normalized(torch.full((1, WINDOW, self._std.shape[0]), SILENCE_LOG_MEL))
+
+    def _normalized(self, windows: torch.Tensor) -> torch.Tensor:
+        if self._mean is None:
+            return windows
+        return (windows - self._mean) / self._std
