@@ -348,13 +348,16 @@ class StyleLipSync(nn.Module):
             ) from exc
         with torch.device("meta"):
             model = cls(config)
-        expected = {k: v.shape for k, v in model.state_dict().items()}
+        model_state = model.state_dict()
+        expected = {k: v.shape for k, v in model_state.items()}
         mismatch = describe_mismatch(expected, {k: v.shape for k, v in state.items()})
         if mismatch:
             raise CheckpointError(
                 f"{weights_path}: the config in {config_path.name} and the weights don't match ({mismatch}); "
                 f"save config and weights together with save_pretrained"
             )
+        # weights may be stored in fp16 (shipped model): cast each tensor to the module's own dtype
+        state = {k: v.to(model_state[k].dtype) for k, v in state.items()}
         model.load_state_dict(state, strict=True, assign=True)
         model.to(device=device if device is not None else "cpu")
         if dtype is not None:
