@@ -26,6 +26,7 @@ class FrameStore:
         fd, name = tempfile.mkstemp(prefix="stylelipsync-frames-", suffix=".raw", dir=directory)
         self._fd = fd
         self.path = Path(name)
+        self.path.unlink()  # the open descriptor keeps the data; a killed run leaves no multi-GB file behind
         self._count = 0
 
     def __len__(self) -> int:
@@ -51,11 +52,10 @@ class FrameStore:
         return np.frombuffer(data, dtype=np.uint8).reshape(self.shape).copy()
 
     def close(self) -> None:
-        """Delete the backing file."""
+        """Release the backing storage (the file has no name since creation, so closing frees it)."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-            self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> FrameStore:
         return self
