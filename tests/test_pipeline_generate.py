@@ -385,7 +385,7 @@ def test_blockwise_log_mel_equals_one_pass(speech: Path) -> None:
 def test_per_clip_mel_normalisation_follows_the_training_contract(speech: Path) -> None:
     """Windows (zero padding included) and the silent window standardised with the whole clip's band stats,
     as `training.dataset.normalize_mel` does with the stats `training.preprocess` stores."""
-    from stylelipsync.training.dataset import normalize_mel
+    from stylelipsync.audio.normalization import normalize_mel
 
     wave = load_audio(speech, 16000)
     mel = log_mel_spectrogram(wave)

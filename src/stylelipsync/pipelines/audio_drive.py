@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from stylelipsync.audio import log_mel_spectrogram, num_mel_frames, voice_activity
 from stylelipsync.audio.mel import HOP_LENGTH, MEL_FRAMES_PER_SECOND, N_FFT
+from stylelipsync.audio.normalization import mel_stats, normalize_mel
 from stylelipsync.audio.windows import OFFSET, WINDOW
 
 SAMPLE_RATE = 16000
@@ -29,8 +30,6 @@ SILENCE_LOG_MEL = -5.0
 """log10 of the mel floor (1e-5): what digital silence looks like to the audio encoder."""
 GATE_RAMP_FRAMES = 3
 """Frames over which the silence gate fades on each side of a change."""
-MEL_STD_FLOOR = 1e-3
-"""Smallest per-band std used by per-clip normalisation (the training contract)."""
 MEL_BLOCK_ROWS = 3000
 """Mel rows (30 s) per STFT block: the float64 STFT of a whole hour of speech would take gigabytes."""
 
@@ -92,8 +91,8 @@ class AudioDrive:
         self._mean: torch.Tensor | None = None
         self._std = torch.ones(mel.shape[1])
         if normalization == "per_clip":
-            self._mean = mel.mean(dim=0, dtype=torch.float64).float()
-            self._std = mel.double().std(dim=0, unbiased=False).clamp_min(MEL_STD_FLOOR).float()
+            mean, std = mel_stats(mel.numpy())
+            self._mean, self._std = torch.from_numpy(mean), torch.from_numpy(std)
         elif normalization != "none":
             raise ValueError(f"unknown mel normalization {normalization!r}")
         last_start = int(window_starts_range(num_frames - 1, num_frames, fps)[0])
@@ -117,4 +116,4 @@ class AudioDrive:
     def _normalized(self, windows: torch.Tensor) -> torch.Tensor:
         if self._mean is None:
             return windows
-        return (windows - self._mean) / self._std
+        return normalize_mel(windows, self._mean, self._std)

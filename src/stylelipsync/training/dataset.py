@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from stylelipsync.audio.normalization import mel_stats
 from stylelipsync.face.landmarks import LIPS_OUTER
 from stylelipsync.face.mask import keep_mask
 from stylelipsync.training.sampler import SampleKey, sample_seed
@@ -29,7 +30,6 @@ from stylelipsync.training.sampler import SampleKey, sample_seed
 MEL_PER_FRAME = 4
 MEL_WINDOW = 20
 MEL_OFFSET = 8
-MEL_STD_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -108,20 +108,6 @@ def split_by_person(
     train = [c for c in clips if c.person not in held]
     val = [c for c in clips if c.person in held]
     return train, val
-
-
-def mel_stats(mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and std (80,) over a clip's log-mel (N, 80); std floored for silent bands."""
-    mean = mel.mean(axis=0, dtype=np.float64).astype(np.float32)
-    std = np.maximum(mel.std(axis=0, dtype=np.float64), MEL_STD_FLOOR).astype(np.float32)
-    return mean, std
-
-
-def normalize_mel(mel: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Per-clip normalisation of mel windows [..., 20, 80] with clip stats [B, 80] (or [80])."""
-    while mean.ndim < mel.ndim:
-        mean, std = mean.unsqueeze(-2), std.unsqueeze(-2)
-    return (mel - mean) / std
 
 
 def _resize(img: np.ndarray, size: int) -> np.ndarray:

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from stylelipsync.audio.mel import log_mel_spectrogram
+from stylelipsync.audio.normalization import mel_stats
 from stylelipsync.face.landmarks import LIPS_OUTER, NUM_LANDMARKS
-from stylelipsync.training.dataset import mel_stats
 from stylelipsync.training.preprocess import FPS, SAMPLES_PER_FRAME, write_manifest
 
 

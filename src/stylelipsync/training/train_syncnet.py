@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import default_collate
 
+from stylelipsync.audio.normalization import normalize_mel
 from stylelipsync.models.syncnet import SyncNetConfig, SyncNetExpert
 from stylelipsync.training.config import TrainerConfig
 from stylelipsync.training.dataset import (
     ClipInfo,
     DataConfig,
     LipSyncWindowDataset,
-    normalize_mel,
     read_manifest,
     split_by_person,
 )
