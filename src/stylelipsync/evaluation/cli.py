@@ -1,4 +1,4 @@
-"""`stylelipsync evaluate`: score generated videos (LSE, offline sync, CSIM, PSNR/SSIM/LPIPS, LMD, leak)."""
+"""`stylelipsync evaluate`: score generated videos (LSE, sync, CSIM, PSNR/SSIM/LPIPS, LMD, FID, leak)."""
 
 from __future__ import annotations
 
@@ -77,6 +77,11 @@ def _metrics(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...
 )
 @click.option("--arcface-arch", type=click.Choice(["r100", "r50"]), default="r100", show_default=True)
 @click.option("--lpips-weights", type=_PATHS, help="LPIPS-VGG state dict (needed for lpips).")
+@click.option(
+    "--fid-weights",
+    type=_PATHS,
+    help="pytorch-fid Inception-v3 weights pt_inception-2015-12-05-6726825d.pth (needed for fid).",
+)
 @click.option("--cache-dir", type=_PATHS, help="Folder to cache face tracks in (speeds up re-runs).")
 @click.option(
     "--max-id-frames",
@@ -90,14 +95,14 @@ def _metrics(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...
     type=click.IntRange(1),
     default=1,
     show_default=True,
-    help="PSNR/SSIM on every N-th frame.",
+    help="PSNR/SSIM and FID on every N-th frame.",
 )
 @click.option(
     "--device",
     type=click.Choice(["cpu", "cuda"]),
     default="cpu",
     show_default=True,
-    help="Device for SyncNet.",
+    help="Device for SyncNet and the FID Inception.",
 )
 @click.option(
     "--out",
@@ -142,6 +147,7 @@ def _run(**opts: object) -> None:
         arcface_weights=opts["arcface_weights"],  # type: ignore[arg-type]
         arcface_arch=str(opts["arcface_arch"]),
         lpips_weights=opts["lpips_weights"],  # type: ignore[arg-type]
+        fid_weights=opts["fid_weights"],  # type: ignore[arg-type]
         cache_dir=opts["cache_dir"],  # type: ignore[arg-type]
         max_id_frames=int(opts["max_id_frames"]),  # type: ignore[call-overload]
         frame_step=int(opts["frame_step"]),  # type: ignore[call-overload]
@@ -158,12 +164,15 @@ def _run(**opts: object) -> None:
         for note in result.notes:
             click.echo(f"    note: {note}", err=True)
         results.append(result)
+    set_result = evaluator.finish()
+    for note in set_result.notes:
+        click.echo(f"note: {note}", err=True)
     columns = evaluator.columns(results)
-    click.echo(format_table(results, columns))
+    click.echo(format_table(results, columns, set_result=set_result))
     out: Path = opts["out"]  # type: ignore[assignment]
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, results, columns, config, evaluator.unavailable)
-    write_csv(out.with_suffix(".csv"), results, columns)
+    write_json(out, results, columns, config, evaluator.unavailable, set_result)
+    write_csv(out.with_suffix(".csv"), results, columns, set_result)
     click.echo(f"wrote {out} and {out.with_suffix('.csv')}", err=True)
     if opts["plot"] is not None:
         from stylelipsync.evaluation.plot import plot_results

@@ -8,7 +8,7 @@ reference frame is the ground truth; in cross-audio dubbing they only measure ho
   population covariance), per RGB channel then averaged.
 * LPIPS-VGG: the network of `stylelipsync.losses.perceptual` with a user-given state dict (VGG16 features +
   the LPIPS linear heads); images scaled to [−1, 1].
-FID is not implemented: it needs the pytorch-fid Inception weights, which cannot be downloaded here.
+FID, a set-level metric over face crops, is in `fid` (distance) and `inception` (network).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 One `Job` = one generated video, optionally its reference (source) video or image, the driving audio (default:
 the generated file's own audio track) and a silence-driven version for the leak test. `Evaluator` loads
 each network once and computes the requested metric families per job; a family whose weights were not given
-is reported as unavailable with the reason, never estimated some other way.
+is reported as unavailable with the reason, never estimated some other way. Set-level metrics (FID) gather
+features over all jobs and are computed once by `Evaluator.finish`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,24 +25,25 @@ from stylelipsync.errors import MediaError, StyleLipSyncError
 from stylelipsync.evaluation import DEFAULT_METRICS, METRICS
 from stylelipsync.evaluation.audio_to_mouth import AudioToMouth, zscore
 from stylelipsync.evaluation.face_tracks import track_video
+from stylelipsync.evaluation.fid import FeatureStats, FewSamplesWarning, fid
 from stylelipsync.evaluation.identity import ARCFACE_HELP, ArcFaceEmbedder, DlibEmbedder, cosine, load_arcface
 from stylelipsync.evaluation.image_quality import LPIPS_HELP, LPIPSMetric, match_size, psnr, ssim
+from stylelipsync.evaluation.inception import FEATURE_DIM, FID_HELP, FIDInceptionV3, load_fid_inception
 from stylelipsync.evaluation.lip_distance import lmd
 from stylelipsync.evaluation.lse import lse_score
 from stylelipsync.evaluation.mouth_opening import mouth_opening
 from stylelipsync.evaluation.offline_sync import energy_sync, predicted_sync
 from stylelipsync.evaluation.silence_leak import silence_leak
 from stylelipsync.evaluation.syncnet_v2 import WEIGHTS_HELP, load_syncnet_v2
+from stylelipsync.face.crop import crop_transform, warp_to_crop
 from stylelipsync.face.track import FaceTrack
 from stylelipsync.media import IMAGE_SUFFIXES, VideoReader, load_audio, probe
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".flac", ".ogg", ".aac", *VIDEO_SUFFIXES)
 SAMPLE_RATE = 16000
-FID_HELP = (
-    "FID is not implemented: it needs the pytorch-fid Inception-v3 weights (pt_inception-2015-12-05), which "
-    "cannot be downloaded here; compute it with pytorch-fid on the frames."
-)
+FID_CROP_SIZE = 256  # the face crop of the generator (face.crop framing); Inception resizes it to 299²
+FID_BATCH = 16
 # Columns of each family, in table order.
 COLUMNS = {
     "lse": ("lse_d", "lse_c", "av_offset"),
@@ -54,11 +57,15 @@ COLUMNS = {
     "leak": ("leak_std_silent", "leak_std_speech", "leak_ratio"),
 }
 INTEGER_COLUMNS = {"av_offset", "sync_energy_lag", "sync_pred_lag"}
+SET_ROW = "all videos"
 
 
 @dataclass
 class EvalConfig:
-    """What to compute and with which weights. `max_id_frames` caps the frames used for CSIM and LPIPS."""
+    """What to compute and with which weights.
+
+    `max_id_frames` caps the frames used for CSIM and LPIPS; `frame_step` thins PSNR/SSIM and FID.
+    """
 
     metrics: tuple[str, ...] = DEFAULT_METRICS
     syncnet_weights: Path | None = None
@@ -67,6 +74,7 @@ class EvalConfig:
     arcface_weights: Path | None = None
     arcface_arch: str = "r100"
     lpips_weights: Path | None = None
+    fid_weights: Path | None = None
     cache_dir: Path | None = None
     max_id_frames: int = 50
     frame_step: int = 1
@@ -102,6 +110,18 @@ class VideoResult:
         out.pop("curves")
         out["values"] = {k: _finite(v) for k, v in self.values.items()}
         return out
+
+
+@dataclass
+class SetResult:
+    """Metrics computed once over all videos (FID), with notes on how they were obtained or why not."""
+
+    values: dict[str, float | int | None] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict (NaN → null)."""
+        return {"values": {k: _finite(v) for k, v in self.values.items()}, "notes": list(self.notes)}
 
 
 def _finite(value: float | int | None) -> float | int | None:
@@ -194,8 +214,16 @@ class Evaluator:
                 self.unavailable["lpips"] = "no --lpips-weights given. " + LPIPS_HELP
             else:
                 self.lpips = LPIPSMetric(config.lpips_weights)
+        self.inception: FIDInceptionV3 | None = None
+        self.fid_generated = FeatureStats(FEATURE_DIM)
+        self.fid_reference = FeatureStats(FEATURE_DIM)
+        self._fid_references: set[Path] = set()
         if "fid" in metrics:
-            self.unavailable["fid"] = FID_HELP
+            if config.fid_weights is None:
+                self.unavailable["fid"] = "no --fid-weights given. " + FID_HELP
+            else:
+                self.inception = load_fid_inception(config.fid_weights, config.device)
+        self._job_tracks: dict[Path, FaceTrack] = {}
         self.mouth_model = AudioToMouth.default() if "sync" in metrics else None
 
     def columns(self, results: Sequence[VideoResult] = ()) -> list[str]:
@@ -209,11 +237,15 @@ class Evaluator:
         return cols
 
     def _track(self, path: Path) -> FaceTrack:
-        return track_video(path, cache_dir=self.config.cache_dir)
+        """Face track of `path`, computed once per job (several metric families share it)."""
+        if path not in self._job_tracks:
+            self._job_tracks[path] = track_video(path, cache_dir=self.config.cache_dir)
+        return self._job_tracks[path]
 
     def evaluate(self, job: Job) -> VideoResult:
         """All requested metrics of one job; a failing family is recorded as a note, not raised."""
         result = VideoResult(job.name, str(job.generated), _str(job.reference), _str(job.audio))
+        self._job_tracks = {}
         metrics = set(self.config.metrics)
         audio_src = job.audio if job.audio is not None else job.generated
         has_audio = job.audio is not None or probe(job.generated).has_audio
@@ -222,7 +254,11 @@ class Evaluator:
                 "no audio (generated file has no audio track and no --audio): sync/LSE skipped"
             )
         track: FaceTrack | None = None
-        if metrics & {"sync", "lmd", "csim"} or (self.syncnet is not None and self.config.lse_mode == "wild"):
+        if (
+            metrics & {"sync", "lmd", "csim"}
+            or self.inception is not None
+            or (self.syncnet is not None and self.config.lse_mode == "wild")
+        ):
             track = self._track(job.generated)
         if "sync" in metrics and has_audio and track is not None:
             self._sync(result, track, audio_src)
@@ -240,7 +276,75 @@ class Evaluator:
             result.values.update(
                 leak_std_silent=leak.silent_std, leak_std_speech=leak.speech_std, leak_ratio=leak.ratio
             )
+        if self.inception is not None and track is not None:
+            self._fid_features(result, job, track)
         return result
+
+    def _fid_features(self, result: VideoResult, job: Job, track: FaceTrack) -> None:
+        """Add the job's face-crop features to the generated set, and to the reference set once per file."""
+        used, total = self._add_crops(job.generated, track, self.fid_generated)
+        if used < total:
+            result.notes.append(f"FID: {total - used} of {total} generated frames without a face left out")
+        if job.reference is None:
+            return
+        key = job.reference.resolve()
+        if key in self._fid_references:
+            return
+        self._fid_references.add(key)
+        used, total = self._add_crops(job.reference, self._track(job.reference), self.fid_reference)
+        if used < total:
+            result.notes.append(f"FID: {total - used} of {total} reference frames without a face left out")
+
+    def _add_crops(self, path: Path, track: FaceTrack, stats: FeatureStats) -> tuple[int, int]:
+        """Features of the face crops of every `frame_step`-th frame into `stats`: (used, considered)."""
+        assert self.inception is not None
+        batch: list[np.ndarray] = []
+        used = total = 0
+        for frame in VideoReader(path):
+            t = frame.index
+            if t % self.config.frame_step:
+                continue
+            total += 1
+            if t >= len(track) or not track.valid[t]:
+                continue
+            matrix = crop_transform(track.landmarks[t], FID_CROP_SIZE)
+            batch.append(warp_to_crop(frame.image, matrix, FID_CROP_SIZE))
+            used += 1
+            if len(batch) == FID_BATCH:
+                stats.add(self.inception.features(batch))
+                batch = []
+        if batch:
+            stats.add(self.inception.features(batch))
+        return used, total
+
+    def finish(self) -> SetResult:
+        """Set-level metrics of the jobs evaluated so far: FID, all generated vs all reference face crops."""
+        out = SetResult()
+        if self.inception is None:
+            return out
+        gen, ref = self.fid_generated, self.fid_reference
+        out.values.update(fid=None, fid_generated_frames=gen.n, fid_reference_frames=ref.n)
+        if not self._fid_references:
+            out.notes.append("FID: no reference given (--reference): skipped")
+            return out
+        if gen.n < 2 or ref.n < 2:
+            out.notes.append(
+                f"FID: needs at least 2 face crops in each set, got {gen.n} generated and {ref.n} reference: "
+                "skipped"
+            )
+            return out
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FewSamplesWarning)
+            try:
+                out.values["fid"] = fid(gen, ref)
+            except ValueError as exc:
+                out.notes.append(f"FID failed: {exc}")
+        for w in caught:
+            if issubclass(w.category, FewSamplesWarning):
+                out.notes.append(f"FID: {w.message}")
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return out
 
     def _sync(self, result: VideoResult, track: FaceTrack, audio: Path) -> None:
         mouth = mouth_opening(track.raw, track.detected)
@@ -391,23 +495,40 @@ def _fmt(col: str, value: float | int | None) -> str:
         return "–"
     if col in INTEGER_COLUMNS:
         return f"{int(value):d}"
-    return f"{value:.2f}" if col in ("psnr", "lse_d", "lse_c") else f"{value:.3f}"
+    return f"{value:.2f}" if col in ("psnr", "lse_d", "lse_c", "fid") else f"{value:.3f}"
 
 
-def format_table(results: Sequence[VideoResult], columns: Sequence[str], markdown: bool = False) -> str:
-    """Per-video rows then mean ± std; plain aligned text, or a Markdown table."""
+def _set_cells(columns: Sequence[str], set_result: SetResult | None) -> list[float | int | None] | None:
+    """The set-level value of each column, or None if there is none at all (no set row then)."""
+    if set_result is None:
+        return None
+    cells = [_finite(set_result.values.get(c)) for c in columns]
+    return cells if any(v is not None for v in cells) else None
+
+
+def format_table(
+    results: Sequence[VideoResult],
+    columns: Sequence[str],
+    markdown: bool = False,
+    set_result: SetResult | None = None,
+) -> str:
+    """Per-video rows, mean ± std, then the set-level metrics (FID); aligned text, or a Markdown table."""
     summary = summarise(results, columns)
     rows = [[r.name, *(_fmt(c, r.values.get(c)) for c in columns)] for r in results]
     mean_row = ["mean ± std"]
     for c in columns:
         s = summary.get(c)
         mean_row.append("–" if s is None else f"{s['mean']:.3f} ± {s['std']:.3f}")
+    set_cells = _set_cells(columns, set_result)
+    tail = [mean_row]
+    if set_cells is not None:
+        tail.append([SET_ROW, *(_fmt(c, v) for c, v in zip(columns, set_cells, strict=True))])
     header = ["video", *columns]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in [*rows, mean_row]]
+        lines += ["| " + " | ".join(row) + " |" for row in [*rows, *tail]]
         return "\n".join(lines)
-    table = [header, *rows, mean_row]
+    table = [header, *rows, *tail]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = [
         "  ".join(
@@ -417,7 +538,7 @@ def format_table(results: Sequence[VideoResult], columns: Sequence[str], markdow
         for row in table
     ]
     lines.insert(1, "-" * len(lines[0]))
-    lines.insert(len(lines) - 1, "-" * len(lines[0]))
+    lines.insert(len(lines) - len(tail), "-" * len(lines[0]))
     return "\n".join(lines)
 
 
@@ -427,8 +548,9 @@ def write_json(
     columns: Sequence[str],
     config: EvalConfig,
     unavailable: dict[str, str],
+    set_result: SetResult | None = None,
 ) -> None:
-    """Per-video values, notes, summary, unavailable metrics (with the reason) and the configuration."""
+    """Per-video values and notes, summary, set-level metrics, unavailable metrics (why) and the config."""
     cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
     doc = {
         "config": cfg,
@@ -436,12 +558,15 @@ def write_json(
         "columns": list(columns),
         "videos": [r.to_json() for r in results],
         "summary": summarise(results, columns),
+        "set": (set_result or SetResult()).to_json(),
     }
     path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
 
 
-def write_csv(path: Path, results: Sequence[VideoResult], columns: Sequence[str]) -> None:
-    """One row per video (empty cell = not computed), then `mean` and `std` rows."""
+def write_csv(
+    path: Path, results: Sequence[VideoResult], columns: Sequence[str], set_result: SetResult | None = None
+) -> None:
+    """One row per video (empty cell = not computed), `mean` and `std` rows, then the set-level row (FID)."""
     summary = summarise(results, columns)
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -459,3 +584,6 @@ def write_csv(path: Path, results: Sequence[VideoResult], columns: Sequence[str]
             )
         for stat in ("mean", "std"):
             writer.writerow([stat, "", "", "", *(summary[c][stat] if c in summary else "" for c in columns)])
+        set_cells = _set_cells(columns, set_result)
+        if set_cells is not None:
+            writer.writerow([SET_ROW, "", "", "", *("" if v is None else v for v in set_cells)])
