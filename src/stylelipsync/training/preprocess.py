@@ -333,8 +333,6 @@ def process_source(item: SourceItem, out_root: Path, options: PreprocessOptions)
             continue
         seg_audio = audio[a * SAMPLES_PER_FRAME : b * SAMPLES_PER_FRAME]
         mel = log_mel_spectrogram(seg_audio).numpy().astype(np.float32)
-        mel_mean = mel.mean(axis=0).astype(np.float64)
-        mel_std = np.maximum(mel.std(axis=0), 1e-3).astype(np.float64)
         meta = {
             "fps": FPS,
             "num_frames": b - a,
@@ -344,8 +342,7 @@ def process_source(item: SourceItem, out_root: Path, options: PreprocessOptions)
             "audio_source": str(audio_source),
             "first_frame": a,
             "num_valid": int(seg_valid.sum()),
-            "mel_mean": [round(float(v), 6) for v in mel_mean],
-            "mel_std": [round(float(v), 6) for v in mel_std],
+            **_mel_meta(mel),
         }
         _write_clip(
             out_root,
@@ -375,6 +372,70 @@ def _entry(clip_id: str, meta: dict[str, Any]) -> dict[str, Any]:
         "num_frames": int(meta["num_frames"]),
         "status": "ok",
     }
+
+
+def _mel_meta(mel: np.ndarray) -> dict[str, list[float]]:
+    """Per-band mel statistics as stored in ``meta.json``."""
+    mean = mel.mean(axis=0).astype(np.float64)
+    std = np.maximum(mel.std(axis=0), 1e-3).astype(np.float64)
+    return {"mel_mean": [round(float(v), 6) for v in mean], "mel_std": [round(float(v), 6) for v in std]}
+
+
+def slice_clip(src: Path, out_root: Path, clip_id: str, start: int, end: int) -> dict[str, Any]:
+    """Write frames [start, end) of the processed clip ``src`` as clip ``clip_id`` of ``out_root``.
+
+    The log-mel and its statistics are recomputed from the slice's own audio, as for scene-cut segments, so
+    nothing outside the range leaks into the new clip (adaptation holds out the end of the target video this
+    way). Returns the clip's manifest entry; call ``write_manifest`` afterwards.
+    """
+    from stylelipsync.audio.mel import log_mel_spectrogram
+
+    src = Path(src)
+    meta = json.loads((src / "meta.json").read_text())
+    total = int(meta["num_frames"])
+    if not 0 <= start < end <= total:
+        raise ValueError(f"{src}: frame range [{start}, {end}) is outside the clip's {total} frames")
+    arrays = {
+        name: np.asarray(np.load(src / f"{name}.npy", mmap_mode="r")[start:end])
+        for name in ("frames", "masks", "landmarks", "valid")
+    }
+    audio = np.load(src / "audio.npy")[start * SAMPLES_PER_FRAME : end * SAMPLES_PER_FRAME]
+    mel = log_mel_spectrogram(audio).numpy().astype(np.float32)
+    new_meta = {
+        **meta,
+        "num_frames": end - start,
+        "first_frame": int(meta.get("first_frame", 0)) + start,
+        "num_valid": int(arrays["valid"].sum()),
+        **_mel_meta(mel),
+    }
+    _write_clip(Path(out_root), clip_id, {**arrays, "audio": audio, "mel": mel}, new_meta)
+    return _entry(clip_id, new_meta)
+
+
+def write_audio_clip(
+    out_root: Path, clip_id: str, audio: np.ndarray, person: str, source: str
+) -> dict[str, Any]:
+    """Write an audio-only clip (``audio.npy``, ``mel.npy``, ``meta.json``) for use as an audio pool.
+
+    ``audio`` is 16 kHz mono; it is cut to whole 25 fps frames. Such clips have no frames: they can only
+    drive the generator (adaptation's sync regulariser R_sync reads their mel windows). Returns the meta.
+    """
+    from stylelipsync.audio.mel import log_mel_spectrogram
+
+    num_frames = len(audio) // SAMPLES_PER_FRAME
+    audio = np.ascontiguousarray(audio[: num_frames * SAMPLES_PER_FRAME], dtype=np.float32)
+    mel = log_mel_spectrogram(audio).numpy().astype(np.float32)
+    meta: dict[str, Any] = {
+        "fps": FPS,
+        "num_frames": num_frames,
+        "person": person,
+        "source": source,
+        "audio_source": source,
+        "audio_only": True,
+        **_mel_meta(mel),
+    }
+    _write_clip(Path(out_root), clip_id, {"audio": audio, "mel": mel}, meta)
+    return meta
 
 
 def is_done(item: SourceItem, out_root: Path, scene_cut: bool) -> bool:
