@@ -1,4 +1,5 @@
-"""Training commands of the ``stylelipsync`` CLI: preprocess, train-syncnet, train-stylegan, train, export.
+"""Training commands of the ``stylelipsync`` CLI: preprocess, train-audio, train-syncnet, train-stylegan,
+train, export.
 
 Importing this module registers the commands on the main click group (``stylelipsync.cli`` imports it in one
 line, after the group is defined).
@@ -125,6 +126,13 @@ def train_syncnet_command(**opts: Any) -> None:
     _run("syncnet", opts)
 
 
+@click.command("train-audio")
+@_train_options
+def train_audio_command(**opts: Any) -> None:
+    """Pre-train the audio encoder to predict mouth opening; reports held-out per-clip correlation."""
+    _run("audio", opts)
+
+
 @click.command("train-stylegan")
 @_train_options
 def train_stylegan_command(**opts: Any) -> None:
@@ -140,6 +148,8 @@ def train_stylegan_command(**opts: Any) -> None:
 @click.option("--init", "init", type=click.Path(path_type=Path), help="Start from a trained model directory.")
 @click.option("--adapt", is_flag=True, help="Few-shot adaptation: tune only the decoder of --init (spec §5).")
 @click.option("--reg-data", type=click.Path(path_type=Path), help="Dataset whose audio drives R_sync.")
+@click.option("--audio-init", type=click.Path(path_type=Path), help="Audio encoder export of `train-audio`.")
+@click.option("--freeze-audio", is_flag=True, help="Keep the (pre-trained) audio encoder frozen.")
 def train_command(
     decoder: Path | None,
     syncnet: Path | None,
@@ -147,6 +157,8 @@ def train_command(
     init: Path | None,
     adapt: bool,
     reg_data: Path | None,
+    audio_init: Path | None,
+    freeze_audio: bool,
     **opts: Any,
 ) -> None:
     """Train StyleLipSync (encoders + MaLS; decoder frozen unless --train-decoder), spec §4.
@@ -167,6 +179,10 @@ def train_command(
         extra["syncnet"] = str(syncnet)
     if train_decoder:
         extra["train_decoder"] = True
+    if audio_init is not None:
+        extra["audio_init"] = str(audio_init)
+    if freeze_audio:
+        extra["freeze_audio"] = True
     _run("stylelipsync", opts, extra)
 
 
@@ -188,6 +204,7 @@ def export_command(run_dir: Path, checkpoint: Path | None, out: Path) -> None:
 
 COMMANDS = [
     preprocess_command,
+    train_audio_command,
     train_syncnet_command,
     train_stylegan_command,
     train_command,

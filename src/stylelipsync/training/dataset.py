@@ -303,9 +303,9 @@ class LipSyncWindowDataset(_ClipDatasetBase):
             "mel_mean": torch.from_numpy(mean),
             "mel_std": torch.from_numpy(std),
         }
-        frames_raw = np.asarray(arrays.array("frames")[start : start + t])
-        frames = [self._apply(f, flip, gain, bias) for f in frames_raw]
         if "frames" in self.outputs or "masked" in self.outputs:
+            frames_raw = np.asarray(arrays.array("frames")[start : start + t])
+            frames = [self._apply(f, flip, gain, bias) for f in frames_raw]
             item["frames"] = torch.stack([_to_tensor(_resize(f, cfg.resolution)) for f in frames])
         if "masked" in self.outputs or "mouth" in self.outputs:
             masks = np.asarray(arrays.array("masks")[start : start + t])

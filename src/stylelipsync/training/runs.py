@@ -12,6 +12,7 @@ from stylelipsync.training.config import load_yaml, merge
 from stylelipsync.training.trainer import Trainer, TrainingTask, latest_checkpoint, load_checkpoint_modules
 
 TASKS = {
+    "audio": ("stylelipsync.training.train_audio", "AudioTrainConfig", "AudioMouthTask"),
     "syncnet": ("stylelipsync.training.train_syncnet", "SyncNetTrainConfig", "SyncNetTask"),
     "stylegan": ("stylelipsync.training.train_stylegan", "StyleGANTrainConfig", "StyleGANTask"),
     "stylelipsync": (
@@ -23,7 +24,7 @@ TASKS = {
 
 
 def task_classes(kind: str) -> tuple[Any, Callable[[Any], TrainingTask]]:
-    """(config class, task class) of ``syncnet``, ``stylegan`` or ``stylelipsync``."""
+    """(config class, task class) of ``audio``, ``syncnet``, ``stylegan`` or ``stylelipsync``."""
     if kind not in TASKS:
         raise ValueError(f"unknown training task {kind!r}; choose one of {', '.join(TASKS)}")
     module_name, cfg_name, task_name = TASKS[kind]

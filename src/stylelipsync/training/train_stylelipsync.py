@@ -9,6 +9,9 @@ window. ``perceptual`` is LPIPS-VGG16 when ``lpips_weights`` is set, else a logg
 L1, see ``losses.perceptual``). Validation is on held-out persons, also driven by another person's audio
 (checkpoints should be chosen on that, small-data findings §5).
 
+With ``audio_init`` (a ``train-audio`` export) and ``freeze_audio``, E_aud comes pre-trained on mouth opening
+and stays frozen (BatchNorm included): the small-data recipe that keeps lip-sync working for unheard speakers.
+
 Adaptation (``adapt: true``, preset ``adapt``): start from a trained model (``init``), tune only the decoder,
 keep BatchNorm in eval mode, LPIPS + λ_sync·sync on the target clip + λ_reg_sync·R_sync, where R_sync is the
 sync loss of outputs driven by audio of other persons' clips (``reg_data``, default: the training clips).
@@ -40,6 +43,7 @@ from stylelipsync.training.dataset import (
     read_manifest,
     split_by_person,
 )
+from stylelipsync.training.train_audio import load_audio_encoder_weights
 from stylelipsync.training.train_stylegan import load_decoder
 from stylelipsync.training.train_syncnet import prepare_mel
 from stylelipsync.training.trainer import Batch, Trainer, TrainingTask
@@ -72,6 +76,8 @@ class StyleLipSyncTrainConfig:
     lambda_mouth: float = 0.0
     lambda_reg_sync: float = 0.0
     init: str = ""
+    audio_init: str = ""
+    freeze_audio: bool = False
     adapt: bool = False
     reg_data: str = ""
     val_windows: int = 64
@@ -140,6 +146,7 @@ class StyleLipSyncTask(TrainingTask):
         if cfg.init:
             self.model = StyleLipSync.from_pretrained(cfg.init)
             cfg.model = self.model.config
+            self._follow_model_mel_norm()
         else:
             self.model = StyleLipSync(cfg.model)
             if cfg.decoder:
@@ -149,6 +156,8 @@ class StyleLipSyncTask(TrainingTask):
                     "no decoder: give --decoder (a `train-stylegan` export), or --train-decoder to train it "
                     "jointly"
                 )
+        if cfg.audio_init:
+            load_audio_encoder_weights(self.model, cfg.audio_init)
         if cfg.adapt:
             if not cfg.init:
                 raise ValueError(
@@ -158,6 +167,8 @@ class StyleLipSyncTask(TrainingTask):
             self.model.synthesis.requires_grad_(True)
         else:
             self.model.synthesis.requires_grad_(cfg.train_decoder)
+            if cfg.freeze_audio:
+                self.model.audio_encoder.requires_grad_(False)
         self.model.to(device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas))
@@ -172,6 +183,18 @@ class StyleLipSyncTask(TrainingTask):
         elif cfg.lambda_sync > 0:
             log.warning("no SyncNet expert given (syncnet: PATH): training WITHOUT the lip-sync loss")
         self.perceptual = PerceptualLoss(cfg.lpips_weights or None).to(device)
+
+    def _follow_model_mel_norm(self) -> None:
+        """Feed an ``init`` model the mel normalisation its config declares (what ``generate`` will use)."""
+        wanted = "clip" if self.model.config.mel_normalization == "per_clip" else "none"
+        if self.config.data.mel_norm != wanted:
+            log.warning(
+                "data.mel_norm %r does not match the --init model's mel_normalization %r: using %r",
+                self.config.data.mel_norm,
+                self.model.config.mel_normalization,
+                wanted,
+            )
+            self.config.data = dataclasses.replace(self.config.data, mel_norm=wanted)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"model": self.model}
@@ -247,8 +270,11 @@ class StyleLipSyncTask(TrainingTask):
         return total, parts
 
     def _train_mode(self) -> None:
-        """Training mode, except in adaptation, where BatchNorm statistics must not drift (spec §5)."""
+        """Training mode, except where BatchNorm statistics must not drift: adaptation (spec §5) and a frozen
+        pre-trained audio encoder."""
         self.model.train(not self.config.adapt)
+        if self.config.freeze_audio:
+            self.model.audio_encoder.eval()
 
     def train_step(self, batches: list[Batch], step: int) -> dict[str, float]:
         self._train_mode()
