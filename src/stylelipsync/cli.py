@@ -261,6 +261,7 @@ def _run_jobs(pipe: Any, jobs: Path, common: Any, debug: bool) -> None:
         sys.exit(1)
 
 
+import stylelipsync.serve.cli  # noqa: E402  (registers serve)
 import stylelipsync.training.cli  # noqa: E402, F401  (registers preprocess / train-* / export-checkpoint)
 from stylelipsync.evaluation.cli import evaluate  # noqa: E402
 from stylelipsync.training import adapt_cli  # noqa: E402, F401  (registers adapt)

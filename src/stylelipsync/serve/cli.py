@@ -1,0 +1,132 @@
+"""`stylelipsync serve`: run the HTTP dubbing service (see docs/serve.md).
+
+Importing this module registers the command on the main click group; FastAPI and uvicorn are imported only
+when the command runs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+
+import click
+
+from stylelipsync.cli import cli as main_group
+from stylelipsync.cli import user_errors
+
+SERVE_EXAMPLES = """
+\b
+Examples:
+  stylelipsync serve                                   # http://127.0.0.1:8000, shipped model
+  stylelipsync serve -c model_dir --workers 2 --data-dir /srv/dubbing
+  STYLELIPSYNC_TOKEN=secret stylelipsync serve --host 0.0.0.0
+  curl -F video=@face.mp4 -F audio=@speech.wav http://127.0.0.1:8000/v1/jobs
+"""
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@main_group.command(epilog=SERVE_EXAMPLES)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the job database, uploads and results. Default: the per-user data folder "
+    "(~/.local/share/stylelipsync on Linux).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Dubbing processes; each loads the model once and runs one job at a time.",
+)
+@click.option(
+    "--checkpoint",
+    "-c",
+    type=click.Path(path_type=Path),
+    help="Model directory, or an official .pth (with --w-avg). Default: the shipped model.",
+)
+@click.option("--w-avg", type=click.Path(path_type=Path), help="Official w_avg.pth for an official .pth.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option(
+    "--token",
+    envvar="STYLELIPSYNC_TOKEN",
+    help="Require 'Authorization: Bearer TOKEN' on every /v1 call (or set STYLELIPSYNC_TOKEN).",
+)
+@click.option(
+    "--max-upload-mb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=500,
+    show_default=True,
+    help="Largest upload (both files together), enforced while it streams.",
+)
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600,
+    show_default=True,
+    help="Longest output accepted (the speech's length), in seconds.",
+)
+@user_errors
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    workers: int,
+    checkpoint: Path | None,
+    w_avg: Path | None,
+    device: str,
+    token: str | None,
+    max_upload_mb: float,
+    max_seconds: float,
+) -> None:
+    """Serve dubbing over HTTP: a REST API (/v1, documented at /docs) and a web page (/)."""
+    import uvicorn
+
+    from stylelipsync.serve.app import create_app
+    from stylelipsync.serve.service import JobService, ServeSettings, default_data_dir
+
+    token = token or None
+    if not is_loopback(host) and token is None:
+        click.secho(
+            f"warning: serving on {host} without a token: anyone who can reach this machine can upload and "
+            "run jobs. Pass --token (or set STYLELIPSYNC_TOKEN).",
+            fg="yellow",
+            err=True,
+        )
+    if checkpoint is not None and not checkpoint.exists():
+        from stylelipsync.errors import CheckpointError
+
+        raise CheckpointError(
+            f"checkpoint {checkpoint} does not exist; pass a model directory or an official .pth"
+        )
+    settings = ServeSettings(
+        data_dir=(data_dir or default_data_dir()).expanduser(),
+        workers=workers,
+        checkpoint=checkpoint,
+        w_avg=w_avg,
+        device=device,
+        token=token,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_seconds=max_seconds,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    click.echo(f"loading the model in {workers} worker process(es); data in {settings.data_dir}", err=True)
+    service = JobService(settings)
+    service.start()
+    try:
+        click.echo(f"serving on http://{host}:{port}/ (API page: /docs)", err=True)
+        uvicorn.run(create_app(settings, service), host=host, port=port, log_level="info")
+    finally:
+        service.stop()
