@@ -383,8 +383,9 @@ def test_blockwise_log_mel_equals_one_pass(speech: Path) -> None:
 
 
 def test_per_clip_mel_normalisation_follows_the_training_contract(speech: Path) -> None:
-    """Windows (zero padding included) and the silent window standardised with the whole clip's band stats,
-    as `training.dataset.normalize_mel` does with the stats `training.preprocess` stores."""
+    """Windows (zero padding included) and the silent window (the quietest real window) standardised with the
+    whole clip's band stats, as `training.dataset.normalize_mel` does with the stats `training.preprocess`
+    stores."""
     from stylelipsync.audio.normalization import normalize_mel
 
     wave = load_audio(speech, 16000)
@@ -394,8 +395,11 @@ def test_per_clip_mel_normalisation_follows_the_training_contract(speech: Path) 
     drive = AudioDrive(wave, 25.0, 60, 54, keep_silence=False, normalization="per_clip")
     expected = normalize_mel(mel_windows(mel, 60, 25.0), mean, std)
     assert torch.allclose(torch.cat([drive.windows(0, 32), drive.windows(32, 60)]), expected, atol=1e-5)
-    silent = normalize_mel(torch.full((1, 20, 80), -5.0), mean, std)
+    loudness = torch.stack([mel[i : i + 20].mean() for i in range(mel.shape[0] - 19)])
+    quietest = int(loudness.argmin())
+    silent = normalize_mel(mel[quietest : quietest + 20][None], mean, std)
     assert torch.allclose(drive.silence_window(), silent, atol=1e-5)
+    assert loudness[quietest] < loudness.median() - 1.0, "the quietest window must be a pause, not speech"
     assert torch.equal(AudioDrive(wave, 25.0, 60, 54, False).silence_window(), torch.full((1, 20, 80), -5.0))
 
 

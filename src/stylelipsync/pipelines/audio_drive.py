@@ -9,9 +9,12 @@ Silence gate: the audio styles of frame t are blended towards the model's respon
 audio ends) smoothed with a (2·3 + 1)-frame box filter, so the mouth closes and opens over about 3 frames on
 each side of a pause. With `keep_silence`, g is 1 wherever there is audio.
 
-Models trained with ``mel_normalization="per_clip"`` (`StyleLipSyncConfig`) get every window, the silent one
-included, standardised per mel band with the mean and std of the whole driving audio (std floored at 1e-3),
-after zero padding, as the training data loader does.
+Models trained with ``mel_normalization="per_clip"`` (`StyleLipSyncConfig`) get every window standardised per
+mel band with the mean and std of the whole driving audio (std floored at 1e-3), after zero padding, as the
+training data loader does. For them the "silent" window is the **quietest 0.2 s of the driving audio** (lowest
+mean log-mel), not digital silence: standardised with speech statistics, digital silence lies far outside
+anything a small encoder saw in training (the shipped model's mouth *opens* on it), while a real pause is
+exactly what it learned a closed mouth from. Models without normalisation keep digital silence.
 """
 
 from __future__ import annotations
@@ -97,6 +100,11 @@ class AudioDrive:
             raise ValueError(f"unknown mel normalization {normalization!r}")
         last_start = int(window_starts_range(num_frames - 1, num_frames, fps)[0])
         right = max(0, last_start + WINDOW - mel.shape[0])
+        self._quiet: torch.Tensor | None = None
+        if self._mean is not None and mel.shape[0] >= WINDOW:
+            loudness = F.avg_pool1d(mel.mean(dim=1)[None, None], WINDOW, stride=1)[0, 0]
+            start = int(loudness.argmin())
+            self._quiet = mel[start : start + WINDOW][None].clone()
         self._mel = F.pad(mel, (0, 0, OFFSET, right))
         self.fps = fps
         self.num_frames = num_frames
@@ -110,7 +118,10 @@ class AudioDrive:
         return self._normalized(self._mel[rows])
 
     def silence_window(self) -> torch.Tensor:
-        """(1, 20, 80) window of digital silence, normalised like the others."""
+        """(1, 20, 80) window the silence gate blends towards, normalised like the others: the quietest window
+        of the audio for per-clip normalised models, digital silence otherwise (module docstring)."""
+        if self._quiet is not None:
+            return self._normalized(self._quiet)
         return self._normalized(torch.full((1, WINDOW, self._std.shape[0]), SILENCE_LOG_MEL))
 
     def _normalized(self, windows: torch.Tensor) -> torch.Tensor:
