@@ -5,11 +5,17 @@
 #
 # MEDIA_DIR defaults to ../shared/media (its MANIFEST.tsv names the talking clips, persons and companion audio);
 # WORK_DIR (default /work/runs) receives the dataset and the run folders, never the repository.
-# Stages: preprocess (256² crops) -> SyncNet expert -> StyleLipSync, decoder trained jointly from scratch
-# (configs/demo_model.yaml) -> fp16 export into the package. Every stage resumes where it stopped:
-# re-run the script (or the printed command with --resume) to continue after an interruption.
-# Environment: STEPS (StyleLipSync steps, default 100000: stop it whenever; the export takes the latest checkpoint),
-# SYNCNET_STEPS (default 3000), WORKERS (preprocess workers, default 2), EXPORT_ONLY=1 (skip training).
+# Stages: 1 preprocess (256² crops) -> 2 audio encoder pre-trained on mouth opening (configs/demo_audio.yaml)
+# -> 3 SyncNet expert -> 4 warm-up: StyleLipSync with the decoder trained jointly from scratch, 600 steps
+# (configs/demo_model.yaml) -> 5 600 steps from the warm-up with the stage-2 audio encoder frozen
+# (configs/demo_model_finetune.yaml) -> 6 400 steps with a 5x higher decoder learning rate
+# (configs/demo_model_finetune2.yaml) -> 7 plus the mouth-opening loss read by the SyncNet expert
+# (configs/demo_model_finetune3.yaml) -> fp16 export of stage 7 into the package. Every stage resumes where it
+# stopped: re-run the script to continue after an interruption.
+# Environment: STEPS (stage-7 steps, default 100000: stop it whenever; the export takes CHECKPOINT or the latest),
+# AUDIO_STEPS (default 1000; the shipped encoder is its step-625 checkpoint, the best held-out correlation),
+# SYNCNET_STEPS (default 3000), WORKERS (preprocess workers, default 2), CHECKPOINT (stage-7 checkpoint folder
+# to ship), EXPORT_ONLY=1 (skip training).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,8 +24,12 @@ WORK="${2:-/work/runs}"
 BIN="${STYLELIPSYNC:-$REPO/.venv/bin/stylelipsync}"
 PY="${PYTHON:-$REPO/.venv/bin/python}"
 DATA="$WORK/dataset256"
+AUDIO="$WORK/demo_audio"
 SYNC="$WORK/syncnet_probe"
-RUN="$WORK/demo_model"
+WARMUP="$WORK/demo_model"
+STAGE5="$WORK/demo_model_finetune"
+STAGE6="$WORK/demo_model_ft2"
+RUN="$WORK/demo_model_ft3"
 OUT="$REPO/src/stylelipsync/assets/default_model"
 mkdir -p "$WORK"
 
@@ -30,20 +40,54 @@ if [ "${EXPORT_ONLY:-0}" != 1 ]; then
   "$BIN" preprocess --input "$MEDIA" --manifest "$MEDIA/MANIFEST.tsv" --output "$DATA" --size 256 \
     --workers "${WORKERS:-2}"
 
-  # 2. SyncNet expert (configs/demo_syncnet.yaml: per-clip normalised mels, the 5 held-out persons)
+  # 2. audio encoder: mel window -> mouth opening, validated on the held-out persons
+  if [ ! -f "$AUDIO/export_625/audio_encoder.safetensors" ]; then
+    "$BIN" train-audio --config "$REPO/configs/demo_audio.yaml" --data "$DATA" --out "$AUDIO" \
+      --steps "${AUDIO_STEPS:-1000}" $(resume_flag "$AUDIO")
+    "$BIN" export-checkpoint --run "$AUDIO" --checkpoint "$AUDIO/checkpoints/checkpoint-00000625" \
+      --out "$AUDIO/export_625"
+  fi
+
+  # 3. SyncNet expert (configs/demo_syncnet.yaml: per-clip normalised mels, the 5 held-out persons)
   if [ ! -f "$SYNC/export/config.json" ]; then
     "$BIN" train-syncnet --preset small --config "$REPO/configs/demo_syncnet.yaml" --data "$DATA" --out "$SYNC" \
       --steps "${SYNCNET_STEPS:-3000}" $(resume_flag "$SYNC")
     [ -f "$SYNC/export/config.json" ] || "$BIN" export-checkpoint --run "$SYNC" --out "$SYNC/export"
   fi
 
-  # 3. StyleLipSync: encoders + MaLS + decoder (joint, from scratch) with the SyncNet loss
-  "$BIN" train --preset small --config "$REPO/configs/demo_model.yaml" --data "$DATA" --out "$RUN" \
-    --syncnet "$SYNC/export" --train-decoder --steps "${STEPS:-100000}" $(resume_flag "$RUN")
+  # 4. warm-up: encoders + MaLS + decoder (joint, from scratch) with the SyncNet loss
+  if [ ! -f "$WARMUP/export_600/model.safetensors" ]; then
+    "$BIN" train --preset small --config "$REPO/configs/demo_model.yaml" --data "$DATA" --out "$WARMUP" \
+      --syncnet "$SYNC/export" --train-decoder --stop-after "${WARMUP_STEPS:-600}" $(resume_flag "$WARMUP")
+    "$BIN" export-checkpoint --run "$WARMUP" --out "$WARMUP/export_600"
+  fi
+
+  # 5. 600 steps with the pre-trained audio encoder frozen (no SyncNet loss)
+  if [ ! -f "$STAGE5/export_600/model.safetensors" ]; then
+    "$BIN" train --preset small --config "$REPO/configs/demo_model_finetune.yaml" --data "$DATA" --out "$STAGE5" \
+      --init "$WARMUP/export_600" --audio-init "$AUDIO/export_625" --freeze-audio --train-decoder \
+      --stop-after 600 $(resume_flag "$STAGE5")
+    "$BIN" export-checkpoint --run "$STAGE5" --checkpoint "$STAGE5/checkpoints/checkpoint-00000600" \
+      --out "$STAGE5/export_600"
+  fi
+
+  # 6. 400 steps with the decoder at 1.5e-3
+  if [ ! -f "$STAGE6/export_400/model.safetensors" ]; then
+    "$BIN" train --preset small --config "$REPO/configs/demo_model_finetune2.yaml" --data "$DATA" --out "$STAGE6" \
+      --init "$STAGE5/export_600" --audio-init "$AUDIO/export_625" --freeze-audio --train-decoder \
+      --stop-after 400 $(resume_flag "$STAGE6")
+    "$BIN" export-checkpoint --run "$STAGE6" --checkpoint "$STAGE6/checkpoints/checkpoint-00000400" \
+      --out "$STAGE6/export_400"
+  fi
+
+  # 7. plus the mouth-opening loss (the SyncNet expert's opening head on the generated frames)
+  "$BIN" train --preset small --config "$REPO/configs/demo_model_finetune3.yaml" --data "$DATA" --out "$RUN" \
+    --init "$STAGE6/export_400" --audio-init "$AUDIO/export_625" --freeze-audio --train-decoder \
+    --syncnet "$SYNC/export" --steps "${STEPS:-100000}" $(resume_flag "$RUN")
 fi
 
-# 4. export the latest checkpoint, then store it in fp16 inside the package
-"$BIN" export-checkpoint --run "$RUN" --out "$RUN/export_latest"
+# 8. export the chosen (default: latest) checkpoint, then store it in fp16 inside the package
+"$BIN" export-checkpoint --run "$RUN" --out "$RUN/export_latest" ${CHECKPOINT:+--checkpoint "$CHECKPOINT"}
 "$PY" - "$RUN/export_latest" "$OUT" <<'PYEOF'
 import json
 import shutil

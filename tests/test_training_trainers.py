@@ -184,3 +184,39 @@ def test_adaptation_tunes_only_the_decoder(dataset: Path, experts: dict[str, Pat
     assert changed and all(k.startswith("synthesis.") for k in changed), sorted(changed)[:5]
     info = json.loads((adapted / "training.json").read_text())
     assert info["adapt"] is True and info["init"] == str(base)
+
+
+def test_decoder_learning_rate_group(dataset: Path, experts: dict[str, Path], tmp_path: Path) -> None:
+    """`lr_decoder` gives the synthesis network its own Adam rate; everything else keeps `lr`."""
+    cfg_cls, task_cls = task_classes("stylelipsync")
+    extra = {**_extra("stylelipsync", dataset, None), "train_decoder": True, "lr": 1e-4, "lr_decoder": 2e-3}
+    task = task_cls(merge(cfg_cls.preset("tiny"), extra))
+    Trainer(task, tmp_path / "run")
+    groups = task.opt.param_groups
+    decoder = {id(p) for p in task.model.synthesis.parameters()}
+    assert [g["lr"] for g in groups] == [1e-4, 2e-3]
+    assert {id(p) for p in groups[1]["params"]} == decoder
+    assert not decoder & {id(p) for p in groups[0]["params"]}
+    assert sum(len(g["params"]) for g in groups) == len(list(task.model.parameters()))
+
+
+def test_opening_loss_needs_the_expert_and_drives_the_generator(
+    dataset: Path, experts: dict[str, Path], tmp_path: Path
+) -> None:
+    """`lambda_opening`: the expert's opening head on x̂ vs on the truth; gradients reach the decoder."""
+    cfg_cls, task_cls = task_classes("stylelipsync")
+    base = {**_extra("stylelipsync", dataset, None), "train_decoder": True, "lambda_opening": 1.0}
+    with pytest.raises(ValueError, match="lambda_opening"):
+        Trainer(task_cls(merge(cfg_cls.preset("tiny"), base)), tmp_path / "no_expert")
+    task = task_cls(merge(cfg_cls.preset("tiny"), {**base, "syncnet": str(experts["syncnet"])}))
+    trainer = Trainer(task, tmp_path / "run")
+    ds = task.train_dataset()
+    batch = trainer.to_device(default_collate([ds[(i, i)] for i in range(2)]))
+    total, parts = task.losses(batch)
+    assert float(parts["opening"]) > 0
+    truth = task._opening_loss(batch["frames"], batch["frames"])
+    assert float(truth) == pytest.approx(0.0, abs=1e-10)
+    total.backward()
+    grads = [p.grad for p in task.model.synthesis.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+    assert all(p.grad is None for p in task.syncnet.parameters())
