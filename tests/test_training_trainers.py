@@ -216,6 +216,9 @@ def test_opening_loss_needs_the_expert_and_drives_the_generator(
     assert float(parts["opening"]) > 0
     truth = task._opening_loss(batch["frames"], batch["frames"])
     assert float(truth) == pytest.approx(0.0, abs=1e-10)
+    noise = torch.randn_like(batch["frames"])
+    kept = task._opening_loss(noise, batch["frames"], torch.ones_like(batch["keep"]))
+    assert float(kept) == pytest.approx(0.0, abs=1e-10), "only the regenerated region may be judged"
     total.backward()
     grads = [p.grad for p in task.model.synthesis.parameters() if p.grad is not None]
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)

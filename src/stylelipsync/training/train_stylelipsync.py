@@ -279,7 +279,7 @@ class StyleLipSyncTask(TrainingTask):
             parts["sync"] = self._sync_loss(x_hat, b)
             total = total + cfg.lambda_sync * parts["sync"]
         if cfg.lambda_opening > 0 and self.syncnet is not None:
-            parts["opening"] = self._opening_loss(x_hat, y)
+            parts["opening"] = self._opening_loss(x_hat, y, b.get("keep"))
             total = total + cfg.lambda_opening * parts["opening"]
         if cfg.lambda_mouth > 0:
             err = (flat_hat - flat_y).abs() * mouth
@@ -294,16 +294,22 @@ class StyleLipSyncTask(TrainingTask):
         parts["loss"] = total.detach()
         return total, parts
 
-    def _opening_loss(self, x_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _opening_loss(
+        self, x_hat: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """MSE between the mouth opening the frozen expert's face branch reads off x̂ and off the truth.
 
         Pixel losses barely reward a correct mouth opening (a blurred average mouth costs little), so on small
         data the decoder learns to ignore the audio; this term measures the opening itself. The masked input
         hides it, so only the audio styles can supply it. The expert's opening head reaches a correlation of
-        0.65 with the landmarks on held-out persons (the shipped demo expert).
+        0.65 with the landmarks on held-out persons (the shipped demo expert). With the keep-mask K, the
+        expert reads the composite x̂·(1 − K) + y·K (what is pasted back): otherwise the decoder fools it by
+        tinting the whole face, which the composite never shows.
         """
         assert self.syncnet is not None
         net = self.syncnet
+        if keep is not None:
+            x_hat = x_hat * (1 - keep) + y * keep
         with torch.no_grad():
             target = net.face_aux(net.face_features(y.float()))
         return F.mse_loss(net.face_aux(net.face_features(x_hat.float())), target)
