@@ -9,12 +9,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from stylelipsync.models.blocks import instance_norm_relu_
 from stylelipsync.models.layers import (
+    LRELU_GAIN,
     FullyConnectedLayer,
+    bias_lrelu,
+    bias_lrelu_,
     conv2d_resample,
+    fast_kernels_active,
     make_resample_filter,
+    modulated_1x1_fast,
     modulated_conv2d,
+    modulated_conv2d_fast,
+    reference_kernels,
     upsample2d,
+    upsample2d_fast,
 )
 
 FIR = np.outer([1.0, 3.0, 3.0, 1.0], [1.0, 3.0, 3.0, 1.0]) / 64.0
@@ -139,3 +148,63 @@ def test_fully_connected_layer_runtime_gain() -> None:
     x = torch.randn(4, 16)
     expected = x @ (layer.weight / math.sqrt(16)).t() + 1.0
     torch.testing.assert_close(layer(x), expected)
+
+
+# ------------------------------------------------------------------------- inference kernels (fast path)
+
+
+@pytest.mark.parametrize("batch", [1, 3], ids=["kernel-side", "activation-side"])
+@pytest.mark.parametrize("up", [1, 2])
+def test_fast_modulated_conv_with_epilogue_matches_reference(batch: int, up: int) -> None:
+    """modulated_conv2d_fast + bias_lrelu_ = modulated_conv2d + bias_lrelu, noise included, both modulation
+    placements (one sample with a kernel smaller than its activation modulates the kernel)."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(batch, 6, 8, 8, generator=g, dtype=torch.float64)
+    weight = torch.randn(5, 6, 3, 3, generator=g, dtype=torch.float64)
+    styles = torch.randn(batch, 6, generator=g, dtype=torch.float64) + 1.0
+    noise = torch.randn(8 * up, 8 * up, generator=g, dtype=torch.float64)
+    bias = torch.randn(5, generator=g, dtype=torch.float64)
+    f = make_resample_filter().double()
+    expected = bias_lrelu(
+        modulated_conv2d(x, weight, styles, noise=noise, up=up, padding=1, resample_filter=f), bias
+    )
+    y, coef = modulated_conv2d_fast(x, weight, styles, up=up, padding=1, resample_filter=f, gain=LRELU_GAIN)
+    assert (coef is None) == (batch == 1)
+    out = bias_lrelu_(y, coef, noise, bias)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_fast_upsample_and_1x1_match_reference() -> None:
+    g = torch.Generator().manual_seed(8)
+    f = make_resample_filter().double()
+    img = torch.randn(2, 3, 5, 7, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(upsample2d_fast(img, f), upsample2d(img, f), rtol=0, atol=1e-12)
+    x = torch.randn(2, 6, 4, 4, generator=g, dtype=torch.float64)
+    weight = torch.randn(3, 6, 1, 1, generator=g, dtype=torch.float64)
+    styles = torch.randn(2, 6, generator=g, dtype=torch.float64)
+    expected = modulated_conv2d(x, weight, styles, demodulate=False)
+    torch.testing.assert_close(modulated_1x1_fast(x, weight, styles), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_in_place_instance_norm_matches_the_module() -> None:
+    """Blocked two-pass variance, even with a mean far from zero and rows split over several blocks."""
+    g = torch.Generator().manual_seed(9)
+    x = (torch.randn(2, 4, 300, 7, generator=g) * 0.5 + 20.0).contiguous(memory_format=torch.channels_last)
+    norm = torch.nn.InstanceNorm2d(4, affine=True)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+        expected = F.relu(norm(x.contiguous()))
+        y = x.clone(memory_format=torch.channels_last)
+        out = instance_norm_relu_(y, norm.weight, norm.bias, norm.eps)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_fast_kernels_only_without_autograd() -> None:
+    assert not fast_kernels_active()  # tests build graphs by default
+    with torch.no_grad():
+        assert fast_kernels_active()
+        with reference_kernels():
+            assert not fast_kernels_active()
+        assert fast_kernels_active()

@@ -553,3 +553,117 @@ def test_variable_frame_rate_input_is_resampled_to_its_nominal_rate(
     assert info.fps == pytest.approx(30) and not info.is_vfr
     assert info.n_frames == 19 and (info.width, info.height) == (source.width, source.height)
     assert result.result.frames_with_face == 19
+
+
+# ----------------------------------------------------------------------------------------------- threads
+
+
+def assert_same_runs(a: Run, b: Run) -> None:
+    """Bit-identical written frames, decoder outputs and composites."""
+    assert a.written.keys() == b.written.keys()
+    for name in a.written:
+        assert len(a.written[name]) == len(b.written[name])
+        for x, y in zip(a.written[name], b.written[name], strict=True):
+            assert np.array_equal(x, y)
+    assert len(a.outputs) == len(b.outputs)
+    for x, y in zip(a.outputs, b.outputs, strict=True):
+        assert (x.index, x.source_index, x.has_face) == (y.index, y.source_index, y.has_face)
+        if x.generated is not None:
+            assert y.generated is not None and torch.equal(x.generated, y.generated)
+            assert np.array_equal(x.composite, y.composite)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("source", ["short_clip", "photo"])
+def test_pipelined_output_is_bit_identical_to_sequential(
+    pipe: LipSyncPipeline, source: str, speech_short: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Decoding and encoding threads change where work runs, not what is computed: a ping-pong loop over a
+    short clip (frame store, revisited frames) and a photo (one face, its features encoded once)."""
+    video = request.getfixturevalue(source)
+    opts: dict[str, Any] = {"batch_size": 5, "crop_output": tmp_path / "crops.mp4"}
+    threaded = run(pipe, video, speech_short, tmp_path / "threaded.mp4", **opts)
+    opts["crop_output"] = tmp_path / "crops_seq.mp4"
+    sequential = run(pipe, video, speech_short, tmp_path / "sequential.mp4", pipelined=False, **opts)
+    for r in (threaded, sequential):
+        r.written = {k.replace("_seq", "").replace("sequential", "threaded"): v for k, v in r.written.items()}
+    assert_same_runs(threaded, sequential)
+    assert threaded.result.frames == 16
+    stages = threaded.result.stage_seconds
+    assert {"decode", "crop+mask", "face encoder", "generator", "paste", "encode"} <= set(stages)
+    assert {"network waits for frames", "network waits for writer"} <= set(stages)
+
+
+def test_cancelling_from_the_progress_callback_stops_all_threads(
+    pipe: LipSyncPipeline, clip: Path, speech_short: Path, tmp_path: Path
+) -> None:
+    """The serve worker cancels a job by raising from its progress callback: the exception reaches the
+    caller, no output (or temporary) file is left and the pipeline's threads have ended."""
+    import threading
+
+    class CancelledError(Exception):
+        pass
+
+    def progress(done: int, total: int) -> None:
+        if done >= 8:
+            raise CancelledError
+
+    with pytest.raises(CancelledError):
+        pipe(clip, speech_short, tmp_path / "out.mp4", batch_size=4, progress=progress)
+    assert list(tmp_path.iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("stylelipsync-")]
+
+
+def test_a_decoding_error_in_pass_two_reaches_the_caller(
+    pipe: LipSyncPipeline, clip: Path, speech_short: Path, tmp_path: Path
+) -> None:
+    from stylelipsync.errors import MediaError
+    from stylelipsync.pipelines import sources as sources_module
+
+    real_getitem = sources_module.SourceFrames.__getitem__
+
+    def failing(self: Any, index: int) -> np.ndarray:
+        if index == 9:
+            raise MediaError("clip.mp4: corrupt frame 9")
+        return real_getitem(self, index)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sources_module.SourceFrames, "__getitem__", failing)
+        with pytest.raises(MediaError, match="corrupt frame 9"):
+            pipe(clip, speech_short, tmp_path / "out.mp4", batch_size=4)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_prefetch_keeps_order_and_raises_where_the_iterable_failed() -> None:
+    import threading
+
+    from stylelipsync.pipelines.sources import prefetch
+
+    assert list(prefetch(iter(range(50)), 3)) == list(range(50))
+
+    def broken() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("bad frame")
+
+    got = []
+    with pytest.raises(ValueError, match="bad frame"):
+        for item in prefetch(broken(), 2):
+            got.append(item)
+    assert got == [1, 2]
+
+    closed = threading.Event()
+
+    def endless() -> Iterator[int]:
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.set()
+
+    stream = prefetch(endless(), 4)
+    assert next(stream) == 0
+    stream.close()  # the consumer stops early: the thread ends and closes the generator it was walking
+    assert closed.is_set()
+    assert not [t for t in threading.enumerate() if t.name == "stylelipsync-prefetch"]

@@ -3,18 +3,21 @@
 from .audio_encoder import AudioEncoder
 from .config import StyleLipSyncConfig
 from .face_encoder import FaceEncoder, SaMF
-from .layers import FullyConnectedLayer, modulated_conv2d, upfirdn2d, upsample2d
+from .layers import FullyConnectedLayer, modulated_conv2d, reference_kernels, upfirdn2d, upsample2d
 from .mals import MaLS, moving_average
 from .official import load_official_checkpoint
 from .reference_encoder import ReferenceEncoder
+from .runtime import PRECISIONS, InferenceRunner, cpu_has_native_bf16
 from .stylelipsync import InferenceOutput, InferenceStyles, StyleLipSync
 from .synthesis import SynthesisBlock, SynthesisLayer, SynthesisNetwork, ToRGBLayer
 
 __all__ = [
+    "PRECISIONS",
     "AudioEncoder",
     "FaceEncoder",
     "FullyConnectedLayer",
     "InferenceOutput",
+    "InferenceRunner",
     "InferenceStyles",
     "MaLS",
     "ReferenceEncoder",
@@ -25,9 +28,11 @@ __all__ = [
     "SynthesisLayer",
     "SynthesisNetwork",
     "ToRGBLayer",
+    "cpu_has_native_bf16",
     "load_official_checkpoint",
     "modulated_conv2d",
     "moving_average",
+    "reference_kernels",
     "upfirdn2d",
     "upsample2d",
 ]

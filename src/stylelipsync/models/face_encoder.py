@@ -10,7 +10,8 @@ from torch import nn
 
 from .blocks import ConvBlock
 from .config import StyleLipSyncConfig
-from .synthesis import SynthesisLayer
+from .layers import fast_kernels_active
+from .synthesis import CPU_SPLIT_RESOLUTION, SynthesisLayer
 
 
 class SaMF(SynthesisLayer):
@@ -55,12 +56,28 @@ class FaceEncoder(nn.Module):
             raise ValueError(
                 f"frames must be [N, 3, {self.resolution}, {self.resolution}], got {list(x.shape)}"
             )
-        features = []
-        h = self.f_enc0(x)
-        for k in range(1, self.num_levels + 1):
-            h = getattr(self, f"f_enc{k}")(h)
-            features.append(h)
+        first = 1
+        features: list[torch.Tensor] = []
+        if fast_kernels_active() and x.device.type == "cpu" and x.shape[0] > 1:
+            # high-resolution levels one sample at a time (see CPU_SPLIT_RESOLUTION)
+            while first <= self.num_levels and self.resolution >> (first - 1) >= CPU_SPLIT_RESOLUTION:
+                first += 1
+        if first > 1:
+            per_sample = [self._levels(self.f_enc0(x[n : n + 1]), 1, first) for n in range(x.shape[0])]
+            features = [torch.cat(level) for level in zip(*per_sample, strict=True)]
+            h = features[-1]
+        else:
+            h = self.f_enc0(x)
+        features += self._levels(h, first, self.num_levels + 1)
         return features[::-1]
+
+    def _levels(self, h: torch.Tensor, start: int, stop: int) -> list[torch.Tensor]:
+        """Features F_start … F_{stop-1} from F_{start-1} (the stem output for start = 1)."""
+        out = []
+        for k in range(start, stop):
+            h = getattr(self, f"f_enc{k}")(h)
+            out.append(h)
+        return out
 
     @property
     def gates(self) -> list[SaMF]:

@@ -13,15 +13,25 @@ import torch
 from torch import nn
 
 from .layers import (
+    LRELU_GAIN,
     FullyConnectedLayer,
     bias_lrelu,
+    bias_lrelu_,
+    fast_kernels_active,
     make_resample_filter,
+    modulated_1x1_fast,
     modulated_conv2d,
+    modulated_conv2d_fast,
     upsample2d,
+    upsample2d_fast,
 )
 
 NoiseMode = Literal["random", "const", "none"]
 NOISE_MODES: tuple[str, ...] = ("random", "const", "none")
+CPU_SPLIT_RESOLUTION = 64
+"""On CPU the inference kernels run blocks from this resolution up one sample at a time: each temporary then
+fits the allocator's reuse limit (fresh 100 MB+ buffers cost more in page faults than the convolution
+itself) and single-sample layers can modulate their kernels instead of their activations."""
 
 
 class GateModule(Protocol):
@@ -86,8 +96,19 @@ class SynthesisLayer(nn.Module):
         fused_modconv: bool | None = None,
     ) -> torch.Tensor:
         _check_noise_mode(noise_mode)
-        fused = (not self.training) if fused_modconv is None else fused_modconv
         styles = self.affine(w)
+        if fused_modconv is None and fast_kernels_active():
+            y, coef = modulated_conv2d_fast(
+                x,
+                self.weight,
+                styles,
+                up=self.up,
+                padding=self.padding,
+                resample_filter=self.resample_filter,
+                gain=LRELU_GAIN,
+            )
+            return bias_lrelu_(y, coef, self._noise(y, noise_mode), self.bias)
+        fused = (not self.training) if fused_modconv is None else fused_modconv
         x = modulated_conv2d(
             x,
             self.weight,
@@ -123,8 +144,11 @@ class ToRGBLayer(nn.Module):
         self.weight_gain = 1.0 / (in_channels * kernel_size * kernel_size) ** 0.5
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool | None = None) -> torch.Tensor:
-        fused = (not self.training) if fused_modconv is None else fused_modconv
         styles = self.affine(w) * self.weight_gain
+        if fused_modconv is None and fast_kernels_active() and self.weight.shape[-1] == 1:
+            y = modulated_1x1_fast(x, self.weight, styles)
+            return y.add_(self.bias.to(y.dtype).reshape(1, -1, 1, 1))
+        fused = (not self.training) if fused_modconv is None else fused_modconv
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
         return x + self.bias.to(x.dtype).reshape(1, -1, 1, 1)
 
@@ -173,6 +197,7 @@ class SynthesisBlock(nn.Module):
         fused_modconv: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         w_iter = iter(ws.unbind(dim=1))
+        fast = fused_modconv is None and fast_kernels_active()
         if self.in_channels == 0:
             x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
             x = self.conv1(x, next(w_iter), noise_mode, fused_modconv)
@@ -184,14 +209,15 @@ class SynthesisBlock(nn.Module):
                 if gate is None:
                     raise ValueError(f"b{self.resolution}: a face feature needs its SaMF gate")
                 s = gate(feature, w0)
-                x = s * feature + (1.0 - s) * x
+                x = torch.lerp(x, feature.to(x.dtype), s.to(x.dtype)) if fast else s * feature + (1.0 - s) * x
             x = self.conv0(x, w0, noise_mode, fused_modconv)
             x = self.conv1(x, next(w_iter), noise_mode, fused_modconv)
-        if img is not None:
-            img = upsample2d(img, self.resample_filter.to(img.dtype))
         y = self.torgb(x, next(w_iter), fused_modconv)
-        img = y if img is None else img + y
-        return x, img
+        if img is None:
+            return x, y
+        if fast:
+            return x, y.add_(upsample2d_fast(img, self.resample_filter).to(y.dtype))
+        return x, upsample2d(img, self.resample_filter.to(img.dtype)) + y
 
     def extra_repr(self) -> str:
         return (
@@ -245,14 +271,43 @@ class SynthesisNetwork(nn.Module):
             )
         if features is not None and (gates is None or len(gates) != n_fused):
             raise ValueError(f"expected {n_fused} SaMF gates alongside the face features")
-        x: torch.Tensor | None = None
-        img: torch.Tensor | None = None
+        blocks = self.blocks()
+        calls = []
         w_idx = 0
-        for i, block in enumerate(self.blocks()):
+        for i, block in enumerate(blocks):
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
             feature = features[i - 1] if features is not None and i > 0 else None
             gate = gates[i - 1] if gates is not None and i > 0 else None
-            x, img = block(x, img, block_ws, feature, gate, noise_mode, fused_modconv)
+            calls.append((block, block_ws, feature, gate))
+        split = len(calls)
+        if fused_modconv is None and fast_kernels_active() and ws.device.type == "cpu" and ws.shape[0] > 1:
+            split = next((i for i, b in enumerate(blocks) if b.resolution >= CPU_SPLIT_RESOLUTION), split)
+        x, img = self._run(calls[:split], None, None, slice(None), noise_mode, fused_modconv)
+        if split < len(calls):
+            images: list[torch.Tensor] = []
+            for n in range(ws.shape[0]):
+                one = slice(n, n + 1)
+                xn = None if x is None else x[one]
+                imgn = None if img is None else img[one]
+                img_n = self._run(calls[split:], xn, imgn, one, noise_mode, fused_modconv)[1]
+                assert img_n is not None
+                images.append(img_n)
+            img = torch.cat(images)
         assert img is not None
         return img
+
+    @staticmethod
+    def _run(
+        calls: list[tuple[SynthesisBlock, torch.Tensor, torch.Tensor | None, GateModule | None]],
+        x: torch.Tensor | None,
+        img: torch.Tensor | None,
+        rows: slice,
+        noise_mode: NoiseMode,
+        fused_modconv: bool | None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Run consecutive blocks on the samples ``rows`` of their styles and features."""
+        for block, block_ws, feature, gate in calls:
+            feat = None if feature is None else feature[rows]
+            x, img = block(x, img, block_ws[rows], feat, gate, noise_mode, fused_modconv)
+        return x, img

@@ -2,9 +2,12 @@
 
 Two passes over the input. Pass 1 decodes at the output frame rate and tracks the face, keeping only
 landmarks (and, when the audio outlasts the video and a ping-pong loop walks it backwards, the raw frames in
-an on-disk store). Pass 2 (`render.Renderer`) walks the output timeline in chunks: crop + pose-aware mask →
-audio and face encoders → exact streaming MaLS → decoder → composite in the crop → feathered paste-back →
-H.264/AAC encode. Frames without a face are copied unchanged. The output file appears only when complete.
+an on-disk store); decoding runs a few frames ahead on a background thread. Pass 2 (`render.Renderer`) walks
+the output timeline in chunks: crop + pose-aware mask → audio and face encoders → exact streaming MaLS →
+decoder → composite in the crop → feathered paste-back → H.264/AAC encode, with decoding and encoding on
+their own threads so that they hide behind the network. Frames without a face are copied unchanged. The
+output file appears only when complete. `precision` ("fp32", "bf16", "fp16" on CUDA) and `compile` choose how
+the network runs (see `models.runtime` and docs/generate.md, Performance).
 
     pipe = LipSyncPipeline.from_pretrained("model_dir")
     result = pipe("person.mp4", "speech.wav", "dubbed.mp4", loop="pingpong")
@@ -16,7 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -36,14 +39,16 @@ from stylelipsync.face.track import FaceTrack, track_face
 from stylelipsync.media import MediaInfo, VideoReader, load_audio, probe, read_image
 from stylelipsync.media.container import check_file
 from stylelipsync.media.frame_store import FrameStore
-from stylelipsync.models import StyleLipSync, load_official_checkpoint
+from stylelipsync.models import InferenceRunner, StyleLipSync, load_official_checkpoint
 from stylelipsync.pipelines.audio_drive import SAMPLE_RATE, AudioDrive
 from stylelipsync.pipelines.options import GenerateOptions, GenerateResult
 from stylelipsync.pipelines.render import CROP_SIZE, Callback, Progress, Renderer, RenderPlan, StageTimer
-from stylelipsync.pipelines.sources import SourceFrames, needs_store, open_store
+from stylelipsync.pipelines.sources import SourceFrames, needs_store, open_store, prefetch
 from stylelipsync.pipelines.timeline import source_indices
 
 PHOTO_FPS = 25.0
+PASS1_PREFETCH = 8
+"""Frames decoded ahead of the face tracker in pass 1."""
 OUTPUT_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv"})
 AAC_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000})
 """Sample rates AAC can carry; the output keeps the speech file's own rate when it is one of them."""
@@ -164,11 +169,23 @@ class _Job:
 
 
 class LipSyncPipeline:
-    """Loaded model + everything around it. Call it to dub one video; reuse it for many."""
+    """Loaded model + everything around it. Call it to dub one video; reuse it for many.
 
-    def __init__(self, model: StyleLipSync, device: str | torch.device | None = "auto") -> None:
+    `precision`: "fp32" (default), "bf16" (autocast; fast only on CPUs with AVX512-BF16/AMX and on GPUs) or
+    "fp16" (CUDA only). `compile`: wrap the face encoder and decoder in `torch.compile` (True = inductor, or
+    a backend name); falls back to eager mode with a warning if compiling fails.
+    """
+
+    def __init__(
+        self,
+        model: StyleLipSync,
+        device: str | torch.device | None = "auto",
+        precision: str = "fp32",
+        compile: bool | str = False,
+    ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.runner = InferenceRunner(self.model, self.device, precision=precision, compile=compile)
 
     @classmethod
     def from_pretrained(
@@ -176,10 +193,12 @@ class LipSyncPipeline:
         path: str | Path | None = None,
         w_avg: str | Path | None = None,
         device: str | torch.device | None = "auto",
+        precision: str = "fp32",
+        compile: bool | str = False,
     ) -> LipSyncPipeline:
         """Load a native model directory, an official `.pth` (+ `w_avg.pth`) or the shipped model (None)."""
         dev = resolve_device(device)
-        return cls(load_model(path, w_avg), device=dev)
+        return cls(load_model(path, w_avg), device=dev, precision=precision, compile=compile)
 
     def __call__(
         self,
@@ -190,12 +209,15 @@ class LipSyncPipeline:
         *,
         progress: Progress = False,
         callback: Callback | None = None,
+        pipelined: bool = True,
         **overrides: Any,
     ) -> GenerateResult:
         """Dub `video` (or a photo) with `audio` into `output`; options as in `GenerateOptions`.
 
-        `progress=True` shows progress bars; a callable gets (frames done, total). `callback` receives a
-        `FrameOutput` for every output frame, in order, as soon as it is written.
+        `progress=True` shows progress bars; a callable gets (frames done, total), on the calling thread.
+        `callback` receives a `FrameOutput` for every output frame, in order, as soon as it is written (on
+        the writer thread when pipelined). `pipelined=False` runs decoding and encoding on the calling
+        thread too: slower, same output bit for bit.
         """
         start = time.perf_counter()
         timer = StageTimer()
@@ -204,12 +226,14 @@ class LipSyncPipeline:
         sources = self._sources(job)
         try:
             with timer("track"):
-                track = self._track(job, sources, progress)
+                track = self._track(job, sources, progress, timer, pipelined)
             plan = self._plan(job, track)
             drive = AudioDrive(
                 job.wave, job.fps, len(job.src_idx), job.audio_frames, opts.keep_silence, self._mel_norm()
             )
-            renderer = Renderer(self.model, self.device, plan, sources, drive, timer, callback, progress)
+            renderer = Renderer(
+                self.runner, self.device, plan, sources, drive, timer, callback, progress, pipelined
+            )
             with_face = renderer.run()
         finally:
             sources.close()
@@ -269,18 +293,23 @@ class LipSyncPipeline:
 
     # -- pass 1 ---------------------------------------------------------------------------------------
 
-    def _track(self, job: _Job, sources: SourceFrames, progress: Progress) -> FaceTrack:
+    def _track(
+        self, job: _Job, sources: SourceFrames, progress: Progress, timer: StageTimer, pipelined: bool
+    ) -> FaceTrack:
         """Track the face over the source frames the timeline uses (filling the frame store, if any)."""
         bar = tqdm(total=job.needed, desc="tracking", unit="frame", disable=progress is not True, leave=False)
+        frames = self._pass1_frames(job, sources.store, timer)
+        stream = prefetch(frames, PASS1_PREFETCH) if pipelined else frames
         try:
             track = track_face(
-                self._pass1_frames(job, sources.store),
+                stream,
                 face_index=job.opts.face_index,
                 bbox=job.opts.bbox,
                 fps=job.fps,
                 progress=lambda n: bar.update(n - bar.n),
             )
         finally:
+            stream.close()  # stops the decoding thread and closes the reader, also on errors
             bar.close()
         if not track.valid.any():
             hint = (
@@ -292,15 +321,23 @@ class LipSyncPipeline:
         return track
 
     @staticmethod
-    def _pass1_frames(job: _Job, store: FrameStore | None) -> Iterator[np.ndarray]:
+    def _pass1_frames(
+        job: _Job, store: FrameStore | None, timer: StageTimer
+    ) -> Generator[np.ndarray, None, None]:
         """The first `job.needed` source frames, each also appended to the store when there is one."""
         if job.info.is_image:
             yield read_image(job.video)
             return
         with VideoReader(job.video, fps=job.fps) as reader:
-            for frame in islice(reader, job.needed):
-                if store is not None:
+            frames = islice(reader, job.needed)
+            while True:
+                start = time.perf_counter()
+                frame = next(frames, None)
+                if frame is not None and store is not None:
                     store.append(frame.image)
+                timer.add("track: decode", time.perf_counter() - start)
+                if frame is None:
+                    return
                 yield frame.image
 
     def _plan(self, job: _Job, track: FaceTrack) -> RenderPlan:

@@ -12,14 +12,82 @@ Three ways to get frame i, chosen from the order in which the output timeline vi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from stylelipsync.errors import OutputError
 from stylelipsync.media import Frame, VideoReader
 from stylelipsync.media.frame_store import FrameStore
+
+T = TypeVar("T")
+_POLL_SECONDS = 0.1
+
+
+class _Raised:
+    """What the prefetch thread puts in the queue when the iterable raised."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_END = object()
+
+
+def prefetch(items: Iterable[T], size: int) -> Generator[T, None, None]:
+    """Iterate `items` on a background thread, at most `size` items ahead (bounded memory).
+
+    Items come out in order; an exception of the iterable is raised here, at the point it occurred. When
+    the caller stops early (or fails), the thread stops, and a generator it was walking is closed there.
+    """
+    buffer: queue.Queue[object] = queue.Queue(maxsize=max(1, size))
+    stop = threading.Event()
+
+    def offer(value: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(value, timeout=_POLL_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        iterator = iter(items)
+        try:
+            for item in iterator:
+                if not offer(item):
+                    return
+            offer(_END)
+        except BaseException as exc:
+            offer(_Raised(exc))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=work, name="stylelipsync-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                value = buffer.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                if not thread.is_alive() and buffer.empty():
+                    raise RuntimeError("internal error: the prefetch thread ended without a result") from None
+                continue
+            if value is _END:
+                return
+            if isinstance(value, _Raised):
+                raise value.exc
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
 
 
 def needs_store(indices: np.ndarray) -> bool:
