@@ -9,6 +9,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -310,3 +311,57 @@ def test_debug_shows_the_traceback(model_dir: Path, assets: dict[str, Path], tmp
     )  # fmt: skip
     assert result.exit_code == MediaError.exit_code
     assert "Traceback" in result.stderr and "error: " in result.stderr
+
+
+# ----------------------------------------------------------------------------------------------- speed
+
+
+def test_precision_bf16_and_threads(model_dir: Path, assets: dict[str, Path], tmp_path: Path) -> None:
+    from contextlib import nullcontext
+
+    from stylelipsync.models import cpu_has_native_bf16
+
+    out = tmp_path / "bf16.mp4"
+    slow = not cpu_has_native_bf16()  # then the user is told that bf16 is slower than fp32 here
+    with pytest.warns(RuntimeWarning, match="no native bf16") if slow else nullcontext():
+        result = invoke(
+            "generate", "-v", assets["photo"], "-a", assets["speech"], "-o", out, "-c", model_dir,
+            "--precision", "bf16", "--threads", "1",
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "faces found in 16 of 16 frames" in result.stdout
+    assert probe(out).n_frames == 16
+
+
+def test_precision_fp16_needs_cuda(model_dir: Path, assets: dict[str, Path], tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    result = invoke(
+        "generate", "-v", assets["photo"], "-a", assets["speech"], "-o", tmp_path / "o.mp4", "-c", model_dir,
+        "--precision", "fp16",
+    )  # fmt: skip
+    assert_user_error(result, StyleLipSyncError.exit_code, "fp16 needs a CUDA GPU", "use --precision bf16")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_compile_falls_back_when_compiling_fails(
+    model_dir: Path, assets: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A machine without a working compiler still dubs with --compile: one warning, the same video."""
+
+    def broken_compile(fn: Any, **_: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("InductorError: C++ compile error")
+
+        return run
+
+    plain = tmp_path / "plain.mp4"
+    compiled = tmp_path / "compiled.mp4"
+    args = ["generate", "-v", assets["photo"], "-a", assets["speech"], "-c", model_dir]
+    assert invoke(*args, "-o", plain).exit_code == 0
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with pytest.warns(RuntimeWarning, match="torch.compile of the .* failed.*running it without compiling"):
+        result = invoke(*args, "-o", compiled, "--compile")
+    assert result.exit_code == 0, result.output
+    frames = [[f.image.tobytes() for f in VideoReader(path)] for path in (plain, compiled)]
+    assert frames[0] == frames[1]

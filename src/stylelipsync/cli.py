@@ -6,7 +6,6 @@ only with `--debug`.
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 import traceback
@@ -63,12 +62,12 @@ def _parse_bbox(_ctx: click.Context, _param: click.Parameter, value: str | None)
 
 
 def _prefer_passive_openmp() -> None:
-    """Make idle OpenMP threads sleep instead of spin, for `generate` (before torch is imported).
+    """Make idle OpenMP threads sleep instead of spin, for `generate` and `batch` (before torch is imported).
 
     On a CPU shared with other jobs, spinning threads starve each other: a small model ran at 1.0 s/frame with
     two spinning threads and 0.04 s/frame with passive ones on 2 busy cores. An explicit OMP_WAIT_POLICY wins.
     """
-    if "torch" not in sys.modules and "generate" in sys.argv[1:]:
+    if "torch" not in sys.modules and {"generate", "batch"} & set(sys.argv[1:]):
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
@@ -116,6 +115,22 @@ Examples:
     default=8,
     show_default=True,
     help="Frames per network call (speed/memory only; the result is the same).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "fp16"]),
+    default="fp32",
+    show_default=True,
+    help="Network precision: bf16 autocast (fast on GPUs and CPUs with AVX512-BF16/AMX), fp16 (CUDA only).",
+)
+@click.option(
+    "--compile",
+    "compile_model",
+    is_flag=True,
+    help="torch.compile the face encoder and decoder (slow first chunk; falls back to eager if it fails).",
+)
+@click.option(
+    "--threads", type=click.IntRange(1), help="CPU threads for the networks. Default: all usable cores."
 )
 @click.option(
     "--fps",
@@ -168,13 +183,27 @@ def generate(**opts: Any) -> None:
     from stylelipsync.pipelines import GenerateOptions, LipSyncPipeline
 
     checkpoint, w_avg, device = opts.pop("checkpoint"), opts.pop("w_avg"), opts.pop("device")
+    precision, compile_model, threads = opts.pop("precision"), opts.pop("compile_model"), opts.pop("threads")
     try:
         common = GenerateOptions().updated(**opts)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    pipe = LipSyncPipeline.from_pretrained(checkpoint, w_avg=w_avg, device=device)
+    rows = None
     if jobs is not None:
-        _run_jobs(pipe, jobs, common, debug)
+        from stylelipsync.batch.jobs import read_jobs
+
+        rows = read_jobs(
+            jobs, common, warn=lambda text: click.secho(f"warning: {text}", fg="yellow", err=True)
+        )
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    pipe = LipSyncPipeline.from_pretrained(
+        checkpoint, w_avg=w_avg, device=device, precision=precision, compile=compile_model
+    )
+    if rows is not None:
+        _run_jobs(pipe, rows, debug)
         return
     result = pipe(*paths, options=common, progress=True)
     click.echo(result.summary())
@@ -206,61 +235,19 @@ def _precheck(video: Path, audio: Path, output: Path, opts: dict[str, Any]) -> N
     check_output(output, [video, audio], opts["overwrite"])
 
 
-def _read_jobs(jobs: Path) -> list[dict[str, str]]:
-    """Rows of a jobs CSV (header video,audio,output); `MediaError` if it is unreadable or malformed."""
-    from stylelipsync.errors import MediaError
+def _run_jobs(pipe: Any, jobs: list[Any], debug: bool) -> None:
+    """Run the rows of a jobs CSV with one loaded model (`stylelipsync.batch`); exit 1 if any failed."""
+    from contextlib import nullcontext
 
-    try:
-        with open(jobs, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-            header = set(rows[0].keys()) if rows else set()
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise MediaError(f"{jobs}: cannot read the jobs file ({exc})") from exc
-    if not rows or {"video", "audio", "output"} - header:
-        raise MediaError(f"{jobs}: a jobs file needs a header line video,audio,output and at least one row")
-    return rows
+    from stylelipsync.batch.report import EchoReporter
+    from stylelipsync.batch.runner import LocalBackend, run_batch
 
-
-def _job_paths(row: dict[str, str], base: Path, line: int) -> tuple[Path, Path, Path]:
-    """The row's three paths, relative ones taken from the CSV's folder."""
-    from stylelipsync.errors import MediaError
-
-    values = [(row.get(k) or "").strip() for k in ("video", "audio", "output")]
-    if not all(values):
-        raise MediaError(f"line {line}: video, audio and output must all be given")
-    video, audio, output = (Path(v) if Path(v).is_absolute() else base / v for v in values)
-    return video, audio, output
-
-
-def _run_jobs(pipe: Any, jobs: Path, common: Any, debug: bool) -> None:
-    """Run every row of a jobs CSV with one loaded model; report each; exit 1 if any failed."""
-    rows = _read_jobs(jobs)
-    failed = 0
-    for i, row in enumerate(rows, 1):
-        label = f"[{i}/{len(rows)}]"
-        try:
-            video, audio, output = _job_paths(row, jobs.parent, i + 1)
-            label = f"{label} {output}"
-            result = pipe(video, audio, output, options=common, progress=True)
-            click.echo(
-                f"{label}: done ({result.frames} frames, faces in {result.frames_with_face}, "
-                f"{result.seconds:.1f} s)"
-            )
-        except StyleLipSyncError as exc:
-            failed += 1
-            click.secho(f"{label}: failed: {exc}", fg="red", err=True)
-        except Exception as exc:  # a bug in one job must not lose the others
-            failed += 1
-            if debug:
-                traceback.print_exc()
-            click.secho(
-                f"{label}: failed with an internal error: {exc!r} (rerun with --debug)", fg="red", err=True
-            )
-    click.echo(f"{len(rows) - failed} of {len(rows)} jobs done, {failed} failed")
-    if failed:
+    summary = run_batch(jobs, lambda _todo: nullcontext(LocalBackend(pipe)), EchoReporter(debug))
+    if summary.failed:
         sys.exit(1)
 
 
+import stylelipsync.batch.cli  # noqa: E402  (registers batch)
 import stylelipsync.serve.cli  # noqa: E402  (registers serve)
 import stylelipsync.training.cli  # noqa: E402, F401  (registers preprocess / train-* / export-checkpoint)
 from stylelipsync.evaluation.cli import evaluate  # noqa: E402

@@ -60,6 +60,14 @@ def is_loopback(host: str) -> bool:
 @click.option("--w-avg", type=click.Path(path_type=Path), help="Official w_avg.pth for an official .pth.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option(
+    "--ray",
+    "ray_address",
+    metavar="auto|ADDRESS",
+    help="Run the jobs on Ray workers (one per --workers) instead of local processes: a cluster's HOST:PORT, "
+    "or auto for the one this machine is part of (`ray start --head`). --data-dir must be on storage every "
+    "node sees (docs/batch.md).",
+)
+@click.option(
     "--token",
     envvar="STYLELIPSYNC_TOKEN",
     help="Require 'Authorization: Bearer TOKEN' on every /v1 call (or set STYLELIPSYNC_TOKEN).",
@@ -87,6 +95,7 @@ def serve(
     checkpoint: Path | None,
     w_avg: Path | None,
     device: str,
+    ray_address: str | None,
     token: str | None,
     max_upload_mb: float,
     max_seconds: float,
@@ -120,9 +129,13 @@ def serve(
         token=token,
         max_upload_bytes=int(max_upload_mb * 2**20),
         max_seconds=max_seconds,
+        ray_address=ray_address,
     )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    click.echo(f"loading the model in {workers} worker process(es); data in {settings.data_dir}", err=True)
+    where = (
+        f"on {workers} Ray worker(s) at {ray_address}" if ray_address else f"in {workers} worker process(es)"
+    )
+    click.echo(f"loading the model {where}; data in {settings.data_dir}", err=True)
     service = JobService(settings)
     service.start()
     try:

@@ -73,6 +73,7 @@ class ServeSettings:
     max_upload_bytes: int = 500 * 2**20
     max_seconds: float = 600.0
     cancel_grace: float = 5.0
+    ray_address: str | None = None
 
 
 class JobService:
@@ -200,6 +201,7 @@ class JobService:
             device=s.device,
             threads=max(1, cores // s.workers),
             parent_pid=os.getpid(),
+            ray_address=s.ray_address,
         )
 
     def _new_checker(self) -> ProcessPoolExecutor:

@@ -111,6 +111,8 @@ class WorkerSpec:
     parent_pid: int
     poll_seconds: float = 0.2
     progress_seconds: float = 0.25
+    ray_address: str | None = None
+    """With `serve --ray`: run each job on a Ray worker at this address (`batch.runner.RemotePipeline`)."""
 
 
 class JobStoppedError(Exception):
@@ -186,7 +188,12 @@ def worker_main(spec: WorkerSpec, events: Any) -> None:
     from stylelipsync.pipelines import LipSyncPipeline
 
     try:
-        pipe = LipSyncPipeline.from_pretrained(spec.checkpoint, w_avg=spec.w_avg, device=spec.device)
+        if spec.ray_address:
+            from stylelipsync.batch.runner import RemotePipeline
+
+            pipe: Any = RemotePipeline(spec.ray_address, spec.checkpoint, spec.w_avg, spec.device)
+        else:
+            pipe = LipSyncPipeline.from_pretrained(spec.checkpoint, w_avg=spec.w_avg, device=spec.device)
     except StyleLipSyncError as exc:
         events.put(("error", os.getpid(), str(exc)))
         return

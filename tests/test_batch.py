@@ -1,0 +1,396 @@
+"""`stylelipsync batch`: the jobs CSV, the results manifest, local runs, and Ray runs on a real local Ray
+instance (one for the module, with one shared pool of two workers): outputs equal to local `generate`, a
+killed worker restarted and its job completed, a corrupt input failed without a retry, a finished batch not
+run again, an interrupted batch resumed; and `serve --ray` running a job on a Ray worker.
+
+Workers take half a CPU each, so that the module's pool and the one a CLI run starts fit together in the
+instance's two CPUs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner, Result
+
+from stylelipsync.batch.jobs import read_jobs
+from stylelipsync.batch.manifest import Manifest, Outcome, manifest_path, read_manifest
+from stylelipsync.batch.report import Reporter, Summary
+from stylelipsync.batch.runner import RayBackend, RayPool, _RayRun, remove_partials, run_batch
+from stylelipsync.cli import cli
+from stylelipsync.errors import MediaError
+from stylelipsync.media import VideoReader, VideoWriter, load_audio, probe
+from stylelipsync.models import StyleLipSync, StyleLipSyncConfig
+from stylelipsync.pipelines import GenerateOptions
+
+CLIPS = ("deepavsr_00001.mp4", "pcavs_Audio_Source_00086.mp4", "pcavs_Pose_Source_00473.mp4")
+FRAMES = 25
+
+
+def invoke(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def write_jobs(
+    folder: Path, rows: list[tuple[Path, Path, str]], extra: dict[str, list[str]] | None = None
+) -> Path:
+    """A jobs CSV in `folder` (outputs relative to it), with optional extra columns."""
+    folder.mkdir(parents=True, exist_ok=True)
+    extra = extra or {}
+    lines = [",".join(["video", "audio", "output", *extra])]
+    for i, (video, audio, output) in enumerate(rows):
+        lines.append(",".join([str(video), str(audio), output, *(values[i] for values in extra.values())]))
+    path = folder / "jobs.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def frames_of(path: Path) -> np.ndarray:
+    return np.stack([f.image for f in VideoReader(path)])
+
+
+def partials(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*.part*"))
+
+
+class Recorder(Reporter):
+    """Keeps what a run reported."""
+
+    def __init__(self) -> None:
+        self.finished_jobs: list[tuple[str, Outcome]] = []
+        self.retried: list[str] = []
+        self.pids: set[int] = set()
+
+    def progress(self, job: Any, done: int, total: int, pid: int) -> None:
+        self.pids.add(pid)
+
+    def retrying(self, job: Any, attempt: int, reason: str) -> None:
+        self.retried.append(job.key)
+
+    def finished(self, job: Any, outcome: Outcome) -> None:
+        self.finished_jobs.append((job.key, outcome))
+
+
+def run_on_pool(jobs_csv: Path, pool: RayPool, reporter: Reporter | None = None, retries: int = 2) -> Summary:
+    jobs = read_jobs(jobs_csv, GenerateOptions())
+    with Manifest(manifest_path(jobs_csv)) as manifest:
+        return run_batch(jobs, lambda _todo: nullcontext(RayBackend(pool, retries)), reporter, manifest)
+
+
+# ----------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread here, as in the workers: the same model on the same CPU gives the same pixels."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def ray_instance() -> Iterator[Any]:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("batch_model")
+    StyleLipSync(StyleLipSyncConfig.tiny()).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The first second of three small talking clips, each with its own speech."""
+    root = tmp_path_factory.mktemp("batch_clips")
+    out = []
+    for name in CLIPS:
+        source = media_dir / name
+        info = probe(source)
+        speech = load_audio(source, 16000)[: int(16000 * FRAMES / info.fps)]
+        target = root / name
+        with VideoWriter(target, info.fps, info.width, info.height, audio=speech, sample_rate=16000) as w:
+            for i, frame in enumerate(VideoReader(source)):
+                if i == FRAMES:
+                    break
+                w.write(frame.image)
+        out.append(target)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pool(ray_instance: Any, model_dir: Path) -> Iterator[RayPool]:
+    with RayPool(2, model_dir, cpus_per_worker=0.5).start() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def finished_batch(
+    pool: RayPool, clips: list[Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Summary, Recorder, int]:
+    """Six jobs (three clips, each with two speeches) run on the pool; also the most jobs seen in flight."""
+    folder = tmp_path_factory.mktemp("six")
+    rows = [(clips[i], clips[(i + k) % 3], f"out/job{2 * i + k - 1}.mp4") for i in range(3) for k in (1, 2)]
+    jobs_csv = write_jobs(folder, rows)
+    most = [0]
+    fill = _RayRun._fill
+
+    def counting_fill(self: _RayRun) -> None:
+        fill(self)
+        most[0] = max(most[0], len(self.inflight))
+
+    recorder = Recorder()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_RayRun, "_fill", counting_fill)
+        summary = run_on_pool(jobs_csv, pool, recorder)
+    return jobs_csv, summary, recorder, most[0]
+
+
+# ----------------------------------------------------------------------------------------------- Ray runs
+
+
+def test_a_ray_batch_writes_what_local_generate_writes(finished_batch: Any, model_dir: Path) -> None:
+    jobs_csv, summary, recorder, most_in_flight = finished_batch
+    folder = jobs_csv.parent
+    assert (summary.done_now, summary.failed_now) == (6, 0)
+    assert 1 <= most_in_flight <= 2 * 2
+    assert len(recorder.pids) == 2  # both workers ran jobs
+    results = read_manifest(manifest_path(jobs_csv))
+    assert sorted(results) == [f"out/job{k}.mp4" for k in range(6)]
+    assert all(o.ok and o.frames == FRAMES and o.attempts == 1 and o.seconds > 0 for o in results.values())
+    reference = folder / "reference.csv"
+    reference.write_text(jobs_csv.read_text().replace("out/", "ref/"))
+    local = invoke("generate", "--jobs", reference, "-c", model_dir)
+    assert local.exit_code == 0, local.output
+    for k in range(6):
+        ours, theirs = folder / "out" / f"job{k}.mp4", folder / "ref" / f"job{k}.mp4"
+        assert probe(ours).n_frames == FRAMES
+        assert np.array_equal(frames_of(ours), frames_of(theirs)), f"job{k}"
+    assert partials(folder) == []
+
+
+def test_rerunning_a_finished_batch_does_no_work(finished_batch: Any, model_dir: Path) -> None:
+    jobs_csv = finished_batch[0]
+    outputs = sorted((jobs_csv.parent / "out").iterdir())
+    before = manifest_path(jobs_csv).read_bytes(), [p.stat().st_mtime_ns for p in outputs]
+    result = invoke("batch", jobs_csv, "--ray", "auto", "-c", model_dir)
+    assert result.exit_code == 0, result.output
+    assert "6 of 6 jobs already finished earlier (6 done, 0 failed): skipped" in result.stdout
+    assert "6 of 6 jobs done, 0 failed" in result.stdout
+    assert "Ray: starting" not in result.output  # no worker was even started
+    assert (manifest_path(jobs_csv).read_bytes(), [p.stat().st_mtime_ns for p in outputs]) == before
+
+
+def test_a_killed_worker_is_restarted_and_its_job_completes(
+    pool: RayPool, clips: list[Path], tmp_path: Path
+) -> None:
+    class KillOnce(Recorder):
+        killed: tuple[str, int] | None = None
+
+        def progress(self, job: Any, done: int, total: int, pid: int) -> None:
+            super().progress(job, done, total, pid)
+            if self.killed is None and 0 < done < total:
+                self.killed = (job.key, pid)
+                os.kill(pid, signal.SIGKILL)
+
+    rows = [(clips[i], clips[i], f"out/k{i}.mp4") for i in range(3)]
+    jobs_csv = write_jobs(tmp_path, rows, {"batch_size": ["4"] * 3})
+    reporter = KillOnce()
+    summary = run_on_pool(jobs_csv, pool, reporter)
+    assert reporter.killed is not None, "no worker was seen mid-job"
+    key, pid = reporter.killed
+    assert pid not in pool.wait_ready(timeout=300)  # restarted: a new process
+    assert reporter.retried == [key]
+    assert (summary.done_now, summary.failed_now) == (3, 0)
+    results = read_manifest(manifest_path(jobs_csv))
+    assert results[key].attempts == 2 and results[key].ok
+    assert all(results[k].attempts == 1 for k in results if k != key)
+    for i in range(3):
+        assert probe(tmp_path / "out" / f"k{i}.mp4").n_frames == FRAMES
+    assert partials(tmp_path) == []
+
+
+def test_a_corrupt_input_fails_alone_and_is_not_retried(
+    pool: RayPool, clips: list[Path], tmp_path: Path
+) -> None:
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(clips[0].read_bytes()[:2000])
+    rows = [
+        (clips[0], clips[1], "out/a.mp4"),
+        (corrupt, clips[1], "out/b.mp4"),
+        (clips[2], clips[0], "out/c.mp4"),
+    ]
+    reporter = Recorder()
+    summary = run_on_pool(write_jobs(tmp_path, rows), pool, reporter)
+    assert (summary.done_now, summary.failed_now) == (2, 1)
+    assert reporter.retried == []
+    results = read_manifest(tmp_path / "jobs.results.csv")
+    failed = results["out/b.mp4"]
+    assert failed.status == "failed" and failed.attempts == 1
+    assert str(corrupt) in failed.error
+    assert results["out/a.mp4"].ok and results["out/c.mp4"].ok
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mp4", "c.mp4"]
+
+
+def test_an_interrupted_batch_resumes_where_it_stopped(
+    pool: RayPool, clips: list[Path], model_dir: Path, tmp_path: Path
+) -> None:
+    class StopAtFirst(Recorder):
+        def finished(self, job: Any, outcome: Outcome) -> None:
+            super().finished(job, outcome)
+            if len(self.finished_jobs) == 1:
+                raise KeyboardInterrupt
+
+    rows = [(clips[i % 3], clips[(i + 1) % 3], f"out/r{i}.mp4") for i in range(4)]
+    jobs_csv = write_jobs(tmp_path, rows)
+    with pytest.raises(KeyboardInterrupt):
+        run_on_pool(jobs_csv, pool, StopAtFirst())
+    first = read_manifest(manifest_path(jobs_csv))
+    assert 1 <= len(first) < 4 and all(o.ok for o in first.values())
+    assert sorted(f"out/{p.name}" for p in (tmp_path / "out").iterdir()) == sorted(first)
+    assert partials(tmp_path) == []
+
+    result = invoke(
+        "batch", jobs_csv, "--ray", "auto", "--workers", "1", "--cpus-per-worker", "0.5", "-c", model_dir
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{len(first)} of 4 jobs already finished earlier" in result.stdout
+    assert "Ray: starting 1 worker(s)" in result.stderr
+    assert "4 of 4 jobs done, 0 failed" in result.stdout
+    rows_written = manifest_path(jobs_csv).read_text().splitlines()[1:]
+    assert sorted(line.split(",")[0] for line in rows_written) == [f"out/r{i}.mp4" for i in range(4)]
+    for i in range(4):
+        assert probe(tmp_path / "out" / f"r{i}.mp4").n_frames == FRAMES
+
+
+def test_serve_runs_its_jobs_on_a_ray_worker(
+    ray_instance: Any, clips: list[Path], model_dir: Path, tmp_path: Path
+) -> None:
+    """`serve --ray`: the service's worker process drives a Ray actor, which loads the model and dubs."""
+    from fastapi.testclient import TestClient
+
+    from stylelipsync.serve.app import create_app
+    from stylelipsync.serve.service import ServeSettings
+
+    address = ray_instance.get_runtime_context().gcs_address
+    settings = ServeSettings(data_dir=tmp_path / "data", checkpoint=model_dir, ray_address=address)
+    free_before = ray_instance.available_resources().get("CPU", 0)
+    with TestClient(create_app(settings)) as client:
+        files = {"video": ("face.mp4", clips[0].read_bytes()), "audio": ("speech.mp4", clips[1].read_bytes())}
+        response = client.post("/v1/jobs", files=files)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        deadline = time.monotonic() + 300
+        while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] not in ("done", "failed"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.2)
+        assert job["status"] == "done", job
+        assert ray_instance.available_resources().get("CPU", 0) <= free_before - 1  # the Ray worker's CPU
+        (tmp_path / "dubbed.mp4").write_bytes(client.get(f"/v1/jobs/{job_id}/video").content)
+    assert probe(tmp_path / "dubbed.mp4").n_frames == FRAMES
+
+
+# ----------------------------------------------------------------------------------------------- local runs
+
+
+def test_a_local_batch_reads_row_options_and_goes_on_past_a_bad_row(
+    clips: list[Path], model_dir: Path, tmp_path: Path
+) -> None:
+    rows = [(clips[0], clips[1], "out/a.mp4"), (clips[1], clips[0], "out/b.mp4")]
+    jobs_csv = write_jobs(tmp_path, rows, {"fps": ["12.5", "fast"], "notes": ["x", "y"]})
+    result = invoke("batch", jobs_csv, "-c", model_dir)
+    assert result.exit_code == 1, result.output
+    assert "ignoring the column(s) notes" in result.stderr
+    assert f"[1/2] {tmp_path / 'out' / 'a.mp4'}: done (12 frames" in result.stdout
+    assert "[2/2]" in result.stderr and "line 3: column fps: 'fast' is not a number" in result.stderr
+    assert "1 of 2 jobs done, 1 failed" in result.stdout
+    assert probe(tmp_path / "out" / "a.mp4").fps == 12.5
+    results = read_manifest(manifest_path(jobs_csv))
+    assert results["out/a.mp4"].ok and results["out/a.mp4"].frames == 12 and not results["out/b.mp4"].ok
+
+    again = invoke("batch", jobs_csv, "-c", model_dir)
+    assert again.exit_code == 1 and "2 of 2 jobs already finished earlier (1 done, 1 failed)" in again.stdout
+    assert "--retry-failed" in again.stdout
+
+
+def test_ray_options_need_ray(tmp_path: Path) -> None:
+    jobs_csv = write_jobs(tmp_path, [(Path("a.mp4"), Path("b.wav"), "o.mp4")])
+    result = invoke("batch", jobs_csv, "--workers", "2")
+    assert result.exit_code == 2 and "--workers is for Ray workers; add --ray auto" in result.output
+    assert not manifest_path(jobs_csv).exists()
+
+
+# ----------------------------------------------------------------------------------------------- units
+
+
+def test_jobs_csv_rows_options_and_problems(tmp_path: Path) -> None:
+    (tmp_path / "jobs.csv").write_text(
+        "video,audio,output,keep-silence,bbox,loop\n"
+        'v.mp4,a.wav,out/1.mp4,yes,"10,20,110,140",hold\n'
+        "v.mp4,,out/2.mp4,,,\n"
+        "v.mp4,a.wav,./out/1.mp4,,,\n"
+        "v.mp4,a.wav,out/3.mp4,maybe,,\n"
+        "v.mp4,a.wav,out/4.mp4,,,sideways\n"
+        "/abs/v.mp4,a.wav,out/5.mp4,,,\n"
+    )
+    jobs = read_jobs(tmp_path / "jobs.csv", GenerateOptions(batch_size=4))
+    first = jobs[0]
+    assert first.problem is None and first.video == tmp_path / "v.mp4" and first.key == "out/1.mp4"
+    assert first.options.keep_silence and first.options.bbox == (10, 20, 110, 140)
+    assert first.options.loop == "hold" and first.options.batch_size == 4
+    assert "line 3: video, audio and output must all be given" in str(jobs[1].problem)
+    assert "line 4: ./out/1.mp4 is also the output of line 2" in str(jobs[2].problem)
+    assert "column keep-silence: 'maybe' is not true or false" in str(jobs[3].problem)
+    assert "line 6" in str(jobs[4].problem) and "sideways" in str(jobs[4].problem)
+    assert jobs[5].problem is None and jobs[5].video == Path("/abs/v.mp4")
+    assert jobs[0].absolute().output == Path(os.path.abspath(tmp_path / "out/1.mp4"))
+    (tmp_path / "bad.csv").write_text("clip,speech\nv.mp4,a.wav\n")
+    with pytest.raises(MediaError, match="video,audio,output"):
+        read_jobs(tmp_path / "bad.csv", GenerateOptions())
+
+
+def test_manifest_appends_keeps_the_last_result_and_survives_a_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.results.csv"
+    with Manifest(path) as manifest:
+        manifest.record(Outcome("a.mp4", "failed", error="no face,\nat all"))
+        manifest.record(Outcome("a.mp4", "done", seconds=1.5, frames=25))
+        manifest.record(Outcome("b.mp4", "done", frames=3, attempts=2))
+    with open(path, "a") as fh:
+        fh.write("c.mp4,do")  # a run killed in the middle of a line
+    with Manifest(path) as manifest:
+        assert set(manifest.previous) == {"a.mp4", "b.mp4"}
+        assert manifest.previous["a.mp4"].frames == 25 and manifest.previous["b.mp4"].attempts == 2
+        manifest.record(Outcome("c.mp4", "done", frames=1))
+        with pytest.raises(Exception, match="another run of this batch"):
+            Manifest(path)
+    results = read_manifest(path)
+    assert sorted(results) == ["a.mp4", "b.mp4", "c.mp4"]
+    assert path.read_text().splitlines()[0] == "job,status,seconds,frames,error,attempts"
+    assert "no face, at all" in path.read_text()
+
+
+def test_remove_partials_deletes_only_this_outputs_temporary_files(tmp_path: Path) -> None:
+    (tmp_path / "jobs.csv").write_text("video,audio,output\nv.mp4,a.wav,clip.mp4\n")
+    job = read_jobs(tmp_path / "jobs.csv", GenerateOptions())[0]
+    names = [".clip.0123abcd.part.mp4", ".clip.x.0123abcd.part.mp4", ".clipper.0123abcd.part.mp4", "clip.mp4"]
+    for name in names:
+        (tmp_path / name).write_text("")
+    remove_partials(job)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names[1:], "jobs.csv"])
