@@ -110,6 +110,13 @@ def split_by_person(
     return train, val
 
 
+def split_dataset(config: DataConfig) -> tuple[list[ClipInfo], list[ClipInfo]]:
+    """(train, val) clips of ``config.dataset``, split by person as ``config`` says."""
+    return split_by_person(
+        read_manifest(config.dataset), config.val_persons, config.n_val_persons, config.split_seed
+    )
+
+
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
     if img.shape[0] == size and img.shape[1] == size:
         return img

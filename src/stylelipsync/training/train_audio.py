@@ -35,8 +35,7 @@ from stylelipsync.training.dataset import (
     ClipInfo,
     DataConfig,
     LipSyncWindowDataset,
-    read_manifest,
-    split_by_person,
+    split_dataset,
 )
 from stylelipsync.training.train_syncnet import prepare_mel
 from stylelipsync.training.trainer import Batch, Trainer, TrainingTask
@@ -149,10 +148,7 @@ class AudioMouthTask(TrainingTask):
     def split(self) -> tuple[list[ClipInfo], list[ClipInfo]]:
         """(train, val) clips, split by person."""
         if self._split is None:
-            d = self.config.data
-            self._split = split_by_person(
-                read_manifest(d.dataset), d.val_persons, d.n_val_persons, d.split_seed
-            )
+            self._split = split_dataset(self.config.data)
         return self._split
 
     def train_dataset(self) -> LipSyncWindowDataset:

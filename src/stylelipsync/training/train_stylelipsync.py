@@ -41,7 +41,7 @@ from stylelipsync.training.dataset import (
     DataConfig,
     LipSyncWindowDataset,
     read_manifest,
-    split_by_person,
+    split_dataset,
 )
 from stylelipsync.training.train_audio import load_audio_encoder_weights
 from stylelipsync.training.train_stylegan import load_decoder
@@ -227,10 +227,7 @@ class StyleLipSyncTask(TrainingTask):
     def split(self) -> tuple[list[ClipInfo], list[ClipInfo]]:
         """(train, val) clips, split by person."""
         if self._split is None:
-            d = self.config.data
-            self._split = split_by_person(
-                read_manifest(d.dataset), d.val_persons, d.n_val_persons, d.split_seed
-            )
+            self._split = split_dataset(self.config.data)
         return self._split
 
     def _data_config(self) -> DataConfig:
