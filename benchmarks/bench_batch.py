@@ -36,30 +36,16 @@ MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 CLIPS = ("pcavs_Audio_Source_00104.mp4", "deepavsr_00016.mp4", "pcavs_Pose_Source_741400163.mp4")
 
 
-def cut(source: Path, target: Path, seconds: float) -> Path:
-    """The first `seconds` of a clip with its own speech."""
-    from stylelipsync.media import VideoReader, VideoWriter, load_audio
-
-    reader = VideoReader(source)
-    frames = round(seconds * reader.fps)
-    wave = load_audio(source, 16000)[: round(seconds * 16000)]
-    with VideoWriter(target, reader.fps, reader.width, reader.height, audio=wave, sample_rate=16000) as out:
-        for frame in reader:
-            if frame.index >= frames:
-                break
-            out.write(frame.image)
-    reader.close()
-    return target
-
-
 def make_jobs(work: Path, count: int, seconds: float) -> list[tuple[Path, Path]]:
     """`count` (video, speech) pairs over the cut clips, each clip with the next one's speech."""
+    from stylelipsync.media import cut_clip
+
     clips = []
     for name in CLIPS:
         source = MEDIA / name
         if not source.is_file():
             sys.exit(f"missing {source}: the benchmark needs ../shared/media beside the checkout")
-        clips.append(cut(source, work / "clips" / name, seconds))
+        clips.append(cut_clip(source, work / "clips" / name, seconds))
     return [(clips[i % 3], clips[(i + 1) % 3]) for i in range(count)]
 
 

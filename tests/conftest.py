@@ -24,3 +24,16 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.fail(f"shared fixtures not found at {FIXTURES}: check out the project beside ../shared")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight `StyleLipSyncConfig.tiny(64)` model directory (seed 0) shared by pipeline tests."""
+    import torch
+
+    from stylelipsync.models import StyleLipSync, StyleLipSyncConfig
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_model")
+    StyleLipSync(StyleLipSyncConfig.tiny(64)).save_pretrained(path)
+    return path

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from stylelipsync.audio import log_mel_spectrogram, mel_windows
 from stylelipsync.face.crop import warp_to_crop
 from stylelipsync.media import VideoReader, VideoWriter, load_audio, probe
-from stylelipsync.models import StyleLipSync, StyleLipSyncConfig
+from stylelipsync.models import StyleLipSync
 from stylelipsync.pipelines import FrameOutput, GenerateResult, LipSyncPipeline
 from stylelipsync.pipelines import render as render_module
 from stylelipsync.pipelines.audio_drive import AudioDrive
@@ -172,11 +172,8 @@ def one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny_model")
-    StyleLipSync(StyleLipSyncConfig.tiny(64)).save_pretrained(path)
-    return path
+def tiny_dir(tiny_model_dir: Path) -> Path:
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="session")

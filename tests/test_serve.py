@@ -29,14 +29,12 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from stylelipsync.cli import cli
 from stylelipsync.errors import StyleLipSyncError
-from stylelipsync.media import VideoReader, VideoWriter, load_audio, probe
-from stylelipsync.models import StyleLipSync, StyleLipSyncConfig
+from stylelipsync.media import VideoReader, VideoWriter, cut_clip, load_audio, probe
 from stylelipsync.serve.app import create_app
 from stylelipsync.serve.db import Job, JobStore
 from stylelipsync.serve.service import JobService, ServeSettings
@@ -56,20 +54,6 @@ MAX_SECONDS = 3.0
 STARTUP_SECONDS = 600.0
 
 
-def cut(source: Path, target: Path, seconds: float) -> Path:
-    """The first `seconds` of a talking clip, with its own speech, as a small H.264/AAC mp4."""
-    reader = VideoReader(source)
-    frames = round(seconds * reader.fps)
-    wave = load_audio(source, 16000)[: round(seconds * 16000)]
-    with VideoWriter(target, reader.fps, reader.width, reader.height, audio=wave, sample_rate=16000) as out:
-        for frame in reader:
-            if frame.index >= frames:
-                break
-            out.write(frame.image)
-    reader.close()
-    return target
-
-
 def is_uuid4(value: str) -> bool:
     parsed = uuid.UUID(value)
     return parsed.version == 4 and str(parsed) == value
@@ -79,18 +63,17 @@ def is_uuid4(value: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("serve_model")
-    StyleLipSync(StyleLipSyncConfig.tiny(64)).save_pretrained(path)
-    return path
+def model_dir(tiny_model_dir: Path) -> Path:
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="session")
 def media(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """1 s talking clips, a photo, speech (1 s, 2.9 s, 5 s), and inputs that must be refused."""
     root = tmp_path_factory.mktemp("serve_media")
-    files = {f"clip{i}": cut(media_dir / name, root / f"clip{i}.mp4", 1.0) for i, name in enumerate(CLIPS)}
+    files = {
+        f"clip{i}": cut_clip(media_dir / name, root / f"clip{i}.mp4", 1.0) for i, name in enumerate(CLIPS)
+    }
     first = next(iter(VideoReader(files["clip0"]))).image
     cv2.imwrite(str(root / "photo.jpg"), first[:, :, ::-1])
     cv2.imwrite(str(root / "grey.png"), np.full((160, 160, 3), 128, np.uint8))

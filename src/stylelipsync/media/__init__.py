@@ -1,6 +1,7 @@
 """Media I/O with PyAV: probe files, stream video frames, load audio, write H.264/AAC MP4s."""
 
 from stylelipsync.media.audio_reader import load_audio
+from stylelipsync.media.cut import cut_clip
 from stylelipsync.media.image import IMAGE_SUFFIXES, is_image_path, read_image
 from stylelipsync.media.probe import MediaInfo, probe
 from stylelipsync.media.rate import to_rate
@@ -13,6 +14,7 @@ __all__ = [
     "MediaInfo",
     "VideoReader",
     "VideoWriter",
+    "cut_clip",
     "is_image_path",
     "load_audio",
     "probe",
