@@ -5,6 +5,7 @@ most `--seconds`), then score with `stylelipsync.evaluation` the offline sync (a
 mouth opening of (1) the real clip with its own audio, (2) the real clip against the driving audio
 (mismatched: should be near zero) and (3) the dubbed clip against the driving audio. Clips in SILENCE are also
 dubbed with digital silence for the silence-leak ratio (mouth motion on silence / on speech, < 1 passes).
+Mouth sharpness (variance of the Laplacian of the mouth crop) is reported as the ratio dubbed / real clip.
 
 Writes a Markdown table (stdout, and appended to --results if given) and a JSON file.
 
@@ -60,6 +61,10 @@ def fmt(x: float | None, lag: int | None = None) -> str:
     return f"{x:+.2f}" + (f" ({lag:+d})" if lag is not None else "")
 
 
+def fmt_ratio(x: float) -> str:
+    return f"{x:.2f}" if math.isfinite(x) else "–"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="Model directory (default: the shipped model).")
@@ -75,7 +80,7 @@ def main() -> None:
     manifest = read_media_manifest(args.media / "MANIFEST.tsv")
     args.work.mkdir(parents=True, exist_ok=True)
     pipe = LipSyncPipeline.from_pretrained(args.model) if args.model else LipSyncPipeline.from_pretrained()
-    evaluator = Evaluator(EvalConfig(metrics=("sync",), cache_dir=args.cache))
+    evaluator = Evaluator(EvalConfig(metrics=("sync", "sharpness"), cache_dir=args.cache))
     silence = write_wav(args.work / "silence_8s.wav", np.zeros(8 * SR, np.float32))
     rows = []
     started = time.perf_counter()
@@ -123,6 +128,14 @@ def _mean(rows: list[dict], side: str, key: str) -> tuple[float, float]:
     return (float(np.mean(vals)), float(np.std(vals))) if vals else (float("nan"), float("nan"))
 
 
+def sharpness_ratio(row: dict) -> float:
+    """Mouth sharpness of the dubbed clip over that of the real clip (NaN if either is missing)."""
+    dubbed, real = row["generated"].get("mouth_sharpness"), row["own"].get("mouth_sharpness")
+    if dubbed is None or real is None or not real > 0:
+        return float("nan")
+    return float(dubbed / real)
+
+
 def render(rows: list[dict], args: argparse.Namespace, seconds: float) -> str:
     """Markdown: per-clip table, means by split, silence leak."""
     stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -133,12 +146,16 @@ def render(rows: list[dict], args: argparse.Namespace, seconds: float) -> str:
         "(b) = mouth opening (FaceMesh) vs opening predicted from the audio by the ridge model, best lag ±2 "
         "frames; (a) = vs speech energy, best lag ±5. Lag in brackets. *Real, own*: source clip with its own "
         "audio; *real, mism.*: the same clip against the driving audio; *dubbed*: the model's output driven "
-        f"by that audio (cut to the clip's length, ≤ {args.seconds:g} s). Held-out persons marked *. "
+        f"by that audio (cut to the clip's length, ≤ {args.seconds:g} s). *Mouth sharpness dubbed/real*: "
+        "variance of the Laplacian of the mouth crop, median over frames, dubbed over real clip (a perfect "
+        "256² render keeps about 0.3–0.9 depending on the clip's resolution, docs/evaluation.md). "
+        "Held-out persons marked *. "
         f"{len(rows)} pairs, {seconds / 60:.1f} min on 2 shared CPU cores.",
         "",
         "| clip | driving audio | (b) real, own | (b) real, mism. | **(b) dubbed** | (a) real, own | "
-        "(a) real, mism. | **(a) dubbed** | mouth std real → dubbed | silence leak |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "(a) real, mism. | **(a) dubbed** | mouth std real → dubbed | mouth sharpness dubbed/real | "
+        "silence leak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         o, m, g = r["own"], r["mismatched"], r["generated"]
@@ -149,12 +166,13 @@ def render(rows: list[dict], args: argparse.Namespace, seconds: float) -> str:
             f"**{fmt(g.get('sync_pred'), g.get('sync_pred_lag'))}** | {fmt(o.get('sync_energy'))} | "
             f"{fmt(m.get('sync_energy'))} | **{fmt(g.get('sync_energy'), g.get('sync_energy_lag'))}** | "
             f"{o.get('mouth_std', float('nan')):.3f} → {g.get('mouth_std', float('nan')):.3f} | "
-            f"{'–' if leak is None else f'{leak:.2f}'} |"
+            f"{fmt_ratio(sharpness_ratio(r))} | {'–' if leak is None else f'{leak:.2f}'} |"
         )
     lines += [
         "",
-        "| subset | n | (b) real, own | (b) real, mism. | **(b) dubbed** | (a) dubbed |",
-        "|---|---|---|---|---|---|",
+        "| subset | n | (b) real, own | (b) real, mism. | **(b) dubbed** | (a) dubbed | "
+        "mouth sharpness dubbed/real |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label, subset in (
         ("all", rows),
@@ -165,10 +183,13 @@ def render(rows: list[dict], args: argparse.Namespace, seconds: float) -> str:
             continue
         cells = [_mean(subset, "own", "sync_pred"), _mean(subset, "mismatched", "sync_pred")]
         cells += [_mean(subset, "generated", "sync_pred"), _mean(subset, "generated", "sync_energy")]
+        ratios = [x for x in map(sharpness_ratio, subset) if math.isfinite(x)]
+        sharp = f"{np.mean(ratios):.2f} ± {np.std(ratios):.2f}" if ratios else "–"
         lines.append(
             f"| {label} | {len(subset)} | "
             + " | ".join(f"{mu:+.2f} ± {sd:.2f}" for mu, sd in cells[:2])
-            + f" | **{cells[2][0]:+.2f} ± {cells[2][1]:.2f}** | {cells[3][0]:+.2f} ± {cells[3][1]:.2f} |"
+            + f" | **{cells[2][0]:+.2f} ± {cells[2][1]:.2f}** | {cells[3][0]:+.2f} ± {cells[3][1]:.2f} | "
+            + f"{sharp} |"
         )
     leaks = [r["generated"].get("leak_ratio") for r in rows]
     leaks = [x for x in leaks if x is not None and math.isfinite(x)]

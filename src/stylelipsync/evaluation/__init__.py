@@ -1,9 +1,9 @@
 """Evaluation metrics for dubbed videos, one family per module; `stylelipsync evaluate` drives them (runner).
 
 lse (LSE-D/LSE-C with syncnet_v2), offline_sync + audio_to_mouth (sync scores needing no downloaded weights),
-identity (CSIM), image_quality (PSNR, SSIM, LPIPS), inception + fid (FID), lip_distance (LMD), silence_leak;
-see docs/evaluation.md.
+identity (CSIM), image_quality (PSNR, SSIM, LPIPS), inception + fid (FID), lip_distance (LMD), sharpness
+(mouth sharpness), silence_leak; see docs/evaluation.md.
 """
 
-METRICS = ("lse", "sync", "csim", "psnr", "ssim", "lpips", "lmd", "fid")
+METRICS = ("lse", "sync", "csim", "psnr", "ssim", "lpips", "lmd", "sharpness", "fid")
 DEFAULT_METRICS = ("lse", "sync", "csim", "psnr", "ssim", "lmd")

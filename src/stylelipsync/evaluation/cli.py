@@ -1,4 +1,7 @@
-"""`stylelipsync evaluate`: score generated videos (LSE, sync, CSIM, PSNR/SSIM/LPIPS, LMD, FID, leak)."""
+"""`stylelipsync evaluate`: score generated videos.
+
+Metrics: LSE, sync, CSIM, PSNR/SSIM/LPIPS, LMD, mouth sharpness, FID, silence leak.
+"""
 
 from __future__ import annotations
 
@@ -95,7 +98,7 @@ def _metrics(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...
     type=click.IntRange(1),
     default=1,
     show_default=True,
-    help="PSNR/SSIM and FID on every N-th frame.",
+    help="PSNR/SSIM, mouth sharpness and FID on every N-th frame.",
 )
 @click.option(
     "--device",

@@ -33,6 +33,7 @@ from stylelipsync.evaluation.lip_distance import lmd
 from stylelipsync.evaluation.lse import lse_score
 from stylelipsync.evaluation.mouth_opening import mouth_opening
 from stylelipsync.evaluation.offline_sync import energy_sync, predicted_sync
+from stylelipsync.evaluation.sharpness import video_sharpness
 from stylelipsync.evaluation.silence_leak import silence_leak
 from stylelipsync.evaluation.syncnet_v2 import WEIGHTS_HELP, load_syncnet_v2
 from stylelipsync.face.crop import crop_transform, warp_to_crop
@@ -53,6 +54,7 @@ COLUMNS = {
     "ssim": ("ssim",),
     "lpips": ("lpips",),
     "lmd": ("lmd",),
+    "sharpness": ("mouth_sharpness",),
     "fid": ("fid",),
     "leak": ("leak_std_silent", "leak_std_speech", "leak_ratio"),
 }
@@ -64,7 +66,8 @@ SET_ROW = "all videos"
 class EvalConfig:
     """What to compute and with which weights.
 
-    `max_id_frames` caps the frames used for CSIM and LPIPS; `frame_step` thins PSNR/SSIM and FID.
+    `max_id_frames` caps the frames used for CSIM and LPIPS; `frame_step` thins PSNR/SSIM, mouth sharpness and
+    FID.
     """
 
     metrics: tuple[str, ...] = DEFAULT_METRICS
@@ -255,7 +258,7 @@ class Evaluator:
             )
         track: FaceTrack | None = None
         if (
-            metrics & {"sync", "lmd", "csim"}
+            metrics & {"sync", "lmd", "csim", "sharpness"}
             or self.inception is not None
             or (self.syncnet is not None and self.config.lse_mode == "wild")
         ):
@@ -276,9 +279,26 @@ class Evaluator:
             result.values.update(
                 leak_std_silent=leak.silent_std, leak_std_speech=leak.speech_std, leak_ratio=leak.ratio
             )
+        if "sharpness" in metrics and track is not None:
+            self._sharpness(result, job.generated, track)
         if self.inception is not None and track is not None:
             self._fid_features(result, job, track)
         return result
+
+    def _sharpness(self, result: VideoResult, path: Path, track: FaceTrack) -> None:
+        """Median mouth sharpness of the generated video over every `frame_step`-th frame with a face."""
+        valid = track.valid & track.detected  # raw landmarks exist only where FaceMesh found the face
+        with VideoReader(path) as reader:
+            frames = ((frame.index, frame.image) for frame in reader)
+            sharp = video_sharpness(frames, track.raw, valid, self.config.frame_step)
+        result.values["mouth_sharpness"] = sharp.value if sharp.used else None
+        if not sharp.used:
+            result.notes.append("mouth sharpness: no frame with a face")
+        elif sharp.used < sharp.considered:
+            missing = sharp.considered - sharp.used
+            result.notes.append(
+                f"mouth sharpness: {missing} of {sharp.considered} frames without a face left out"
+            )
 
     def _fid_features(self, result: VideoResult, job: Job, track: FaceTrack) -> None:
         """Add the job's face-crop features to the generated set, and to the reference set once per file."""
@@ -495,7 +515,7 @@ def _fmt(col: str, value: float | int | None) -> str:
         return "–"
     if col in INTEGER_COLUMNS:
         return f"{int(value):d}"
-    return f"{value:.2f}" if col in ("psnr", "lse_d", "lse_c", "fid") else f"{value:.3f}"
+    return f"{value:.2f}" if col in ("psnr", "lse_d", "lse_c", "fid", "mouth_sharpness") else f"{value:.3f}"
 
 
 def _set_cells(columns: Sequence[str], set_result: SetResult | None) -> list[float | int | None] | None:
