@@ -223,3 +223,57 @@ def test_opening_loss_needs_the_expert_and_drives_the_generator(
     grads = [p.grad for p in task.model.synthesis.parameters() if p.grad is not None]
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)
     assert all(p.grad is None for p in task.syncnet.parameters())
+
+
+def test_composite_losses_ignore_the_kept_region(dataset: Path, tmp_path: Path) -> None:
+    """`loss_region: composite`: pixel losses see x̂ only where it is pasted back (1 − K)."""
+    cfg_cls, task_cls = task_classes("stylelipsync")
+    extra = {**_extra("stylelipsync", dataset, None), "train_decoder": True, "loss_region": "composite"}
+    task = task_cls(merge(cfg_cls.preset("tiny"), extra))
+    trainer = Trainer(task, tmp_path / "run")
+    batch = trainer.to_device(default_collate([task.train_dataset()[(i, i)] for i in range(2)]))
+    task.model.eval()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        _, parts = task.losses(batch)
+        torch.manual_seed(0)
+        x_hat = task.model(batch["masked"], task._generator_mel(batch), batch["ref"], noise_mode="random")
+    keep = batch["keep"].flatten(0, 1)
+    y = batch["frames"].flatten(0, 1)
+    composite = x_hat.flatten(0, 1) * (1 - keep) + y * keep
+    assert 0 < float(parts["l2"]) < float(torch.nn.functional.mse_loss(x_hat.flatten(0, 1), y))
+    assert float(parts["l2"]) == pytest.approx(float(torch.nn.functional.mse_loss(composite, y)), rel=1e-5)
+    with pytest.raises(ValueError, match="loss_region"):
+        Trainer(task_cls(merge(cfg_cls.preset("tiny"), {**extra, "loss_region": "face"})), tmp_path / "bad")
+
+
+def test_patch_adversarial_loss_trains_both_and_resumes(dataset: Path, tmp_path: Path) -> None:
+    """`lambda_adv`: the decoder gets the adversarial gradient, the discriminator learns, both are
+    checkpointed and a resumed run is bit-identical."""
+    cfg_cls, task_cls = task_classes("stylelipsync")
+    extra = {
+        **_extra("stylelipsync", dataset, None, checkpoint_every=2, keep_last=2),
+        "train_decoder": True,
+        "loss_region": "composite",
+        "lambda_adv": 0.5,
+        "lr_disc": 1e-3,
+        "disc_channels": [8, 16],
+    }
+    task = task_cls(merge(cfg_cls.preset("tiny"), extra))
+    trainer = Trainer(task, tmp_path / "probe")
+    assert set(task.modules()) == {"model", "disc"} and set(task.optimizers()) == {"model", "disc"}
+    batch = trainer.to_device(default_collate([task.train_dataset()[(i, i)] for i in range(2)]))
+    before = {k: v.clone() for k, v in task.disc.state_dict().items()}
+    logs = task.train_step([batch], 0)
+    assert {"adv", "disc", "disc_real", "disc_fake"} <= logs.keys()
+    assert any(not torch.equal(before[k], v) for k, v in task.disc.state_dict().items())
+    region = task.disc.region_weights(torch.ones(1, 1, 32, 32))
+    assert region.shape == task.disc(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 8, 8)
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    run_training("stylelipsync", straight, preset="tiny", steps=4, extra=extra)
+    assert run_training("stylelipsync", split, preset="tiny", steps=4, stop_after=2, extra=extra) is None
+    run_training("stylelipsync", split, resume=True)
+    final = _final_state(split)
+    assert "disc" in final
+    _assert_identical(_final_state(straight), final)

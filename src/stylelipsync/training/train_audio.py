@@ -243,7 +243,7 @@ def load_audio_encoder_weights(model: nn.Module, path: str | Path) -> None:
         raise FileNotFoundError(f"{file}: no audio encoder weights; run `stylelipsync train-audio` first")
     tensors = load_file(str(file))
     state = {k[len(PREFIX) :]: v for k, v in tensors.items() if k.startswith(PREFIX)}
-    target = model.audio_encoder  # type: ignore[union-attr]
+    target = model.get_submodule("audio_encoder")
     expected = target.state_dict()
     mismatched = [k for k in expected if k not in state or tuple(state[k].shape) != tuple(expected[k].shape)]
     if mismatched or set(state) - set(expected):
@@ -251,4 +251,4 @@ def load_audio_encoder_weights(model: nn.Module, path: str | Path) -> None:
             f"{file}: audio encoder weights do not fit this model (first mismatches: {mismatched[:3]}); "
             "train-audio must use the same model config (style_dim, audio_channels, se_reduction, resolution)"
         )
-    target.load_state_dict(state)  # type: ignore[operator]
+    target.load_state_dict(state)

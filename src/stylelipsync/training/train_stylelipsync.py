@@ -5,8 +5,10 @@ E_aud, E_face (with the SaMF gates), E_ref and MaLS are trained; the StyleGAN2 d
 
 Loss = λ_l2·MSE(x̂, y) + λ_lpips·perceptual(x̂, y) + λ_sync·(−log p_sync) [+ λ_mouth·L1 on the lips], where
 p_sync is the frozen SyncNet expert's probability for the 5 generated frames against the centre frame's mel
-window. ``perceptual`` is LPIPS-VGG16 when ``lpips_weights`` is set, else a logged substitute (MS-SSIM + mouth
-L1, see ``losses.perceptual``). Validation is on held-out persons, also driven by another person's audio
+window. Small-data additions (off by default): ``loss_region: composite`` takes the pixel losses on
+x̂·(1 − K) + y·K, the region that is pasted back; ``lambda_adv`` adds a patch discriminator on that region.
+``perceptual`` is LPIPS-VGG16 when ``lpips_weights`` is set, else a logged substitute (MS-SSIM + mouth L1, see
+``losses.perceptual``). Validation is on held-out persons, also driven by another person's audio
 (checkpoints should be chosen on that, small-data findings §5).
 
 With ``audio_init`` (a ``train-audio`` export) and ``freeze_audio``, E_aud comes pre-trained on mouth opening
@@ -33,6 +35,7 @@ from torch.utils.data import default_collate
 
 from stylelipsync.losses.perceptual import PerceptualLoss
 from stylelipsync.models.config import StyleLipSyncConfig
+from stylelipsync.models.patch_discriminator import PatchDiscriminator, masked_mean
 from stylelipsync.models.stylelipsync import StyleLipSync
 from stylelipsync.models.syncnet import SyncNetExpert
 from stylelipsync.training.config import TrainerConfig
@@ -77,6 +80,10 @@ class StyleLipSyncTrainConfig:
     lambda_mouth: float = 0.0
     lambda_opening: float = 0.0
     lambda_reg_sync: float = 0.0
+    loss_region: str = "frame"
+    lambda_adv: float = 0.0
+    lr_disc: float = 2e-4
+    disc_channels: tuple[int, ...] = (32, 64, 128)
     init: str = ""
     audio_init: str = ""
     freeze_audio: bool = False
@@ -189,6 +196,13 @@ class StyleLipSyncTask(TrainingTask):
                 "its face branch measures the mouth opening of the generated frames"
             )
         self.perceptual = PerceptualLoss(cfg.lpips_weights or None).to(device)
+        if cfg.loss_region not in ("frame", "composite"):
+            raise ValueError(f"loss_region must be 'frame' or 'composite', not {cfg.loss_region!r}")
+        self.disc: PatchDiscriminator | None = None
+        self._fakes: list[Batch] = []
+        if cfg.lambda_adv > 0:
+            self.disc = PatchDiscriminator(tuple(cfg.disc_channels)).to(device)
+            self.opt_disc = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr_disc, betas=(0.5, 0.99))
 
     def _follow_model_mel_norm(self) -> None:
         """Feed an ``init`` model the mel normalisation its config declares (what ``generate`` will use)."""
@@ -219,10 +233,13 @@ class StyleLipSyncTask(TrainingTask):
         return ([{"params": rest}] if rest else []) + groups
 
     def modules(self) -> dict[str, torch.nn.Module]:
-        return {"model": self.model}
+        return {"model": self.model} | ({"disc": self.disc} if self.disc is not None else {})
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": self.opt}
+        opts: dict[str, torch.optim.Optimizer] = {"model": self.opt}
+        if self.disc is not None:
+            opts["disc"] = self.opt_disc
+        return opts
 
     def split(self) -> tuple[list[ClipInfo], list[ClipInfo]]:
         """(train, val) clips, split by person."""
@@ -264,6 +281,10 @@ class StyleLipSyncTask(TrainingTask):
         y = b["frames"]
         flat_hat, flat_y = x_hat.flatten(0, 1).float(), y.flatten(0, 1)
         mouth = b["mouth"].flatten(0, 1)
+        keep = b["keep"].flatten(0, 1) if "keep" in b else None
+        composite = flat_hat if keep is None else flat_hat * (1 - keep) + flat_y * keep
+        if cfg.loss_region == "composite":
+            flat_hat = composite
         parts: dict[str, torch.Tensor] = {}
         total = flat_hat.new_zeros(())
         if cfg.lambda_l2 > 0:
@@ -282,6 +303,12 @@ class StyleLipSyncTask(TrainingTask):
             err = (flat_hat - flat_y).abs() * mouth
             parts["mouth_l1"] = err.sum() / (mouth.sum() * 3).clamp(min=1.0)
             total = total + cfg.lambda_mouth * parts["mouth_l1"]
+        if self.disc is not None:
+            pasted = 1 - keep if keep is not None else torch.ones_like(flat_y[:, :1])
+            region = self.disc.region_weights(pasted)
+            parts["adv"] = masked_mean(F.softplus(-self.disc(composite).float()), region)
+            total = total + cfg.lambda_adv * parts["adv"]
+            self._fakes.append({"fake": composite.detach(), "real": flat_y, "region": region})
         if cfg.lambda_reg_sync > 0 and self.syncnet is not None and "reg_mel" in b:
             reg = {"mel": b["reg_mel"], "mel_mean": b["reg_mel_mean"], "mel_std": b["reg_mel_std"]}
             x_reg = self.model(b["masked"], self._generator_mel(reg), b["ref"], noise_mode="random")
@@ -320,7 +347,23 @@ class StyleLipSyncTask(TrainingTask):
 
     def train_step(self, batches: list[Batch], step: int) -> dict[str, float]:
         self._train_mode()
-        return self.trainer.optimize("model", self.losses, batches)
+        self._fakes = []
+        if self.disc is None:
+            return self.trainer.optimize("model", self.losses, batches)
+        self.disc.requires_grad_(False)
+        logs = self.trainer.optimize("model", self.losses, batches)
+        self.disc.requires_grad_(True)
+        logs.update(self.trainer.optimize("disc", self._disc_loss, self._fakes))
+        self._fakes = []
+        return logs
+
+    def _disc_loss(self, b: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Non-saturating loss of the patch discriminator, real frames vs composites, on the pasted region."""
+        assert self.disc is not None
+        fake = masked_mean(F.softplus(self.disc(b["fake"]).float()), b["region"])
+        real = masked_mean(F.softplus(-self.disc(b["real"]).float()), b["region"])
+        loss = fake + real
+        return loss, {"disc": loss.detach(), "disc_real": real.detach(), "disc_fake": fake.detach()}
 
     # ------------------------------------------------------------------ validation
     def _val_batches(self) -> list[Batch]:
@@ -354,6 +397,7 @@ class StyleLipSyncTask(TrainingTask):
         for raw in batches:
             b = self.trainer.to_device(raw)
             _, parts = self.losses(b)
+            self._fakes = []
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             if self.syncnet is not None:
