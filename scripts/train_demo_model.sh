@@ -10,11 +10,12 @@
 # (configs/demo_model.yaml) -> 5 600 steps from the warm-up with the stage-2 audio encoder frozen
 # (configs/demo_model_finetune.yaml) -> 6 400 steps with a 5x higher decoder learning rate
 # (configs/demo_model_finetune2.yaml) -> 7 plus the mouth-opening loss read by the SyncNet expert
-# (configs/demo_model_finetune3.yaml) -> fp16 export of stage 7 into the package. Every stage resumes where it
-# stopped: re-run the script to continue after an interruption.
-# Environment: STEPS (stage-7 steps, default 100000: stop it whenever; the export takes CHECKPOINT or the latest),
+# (configs/demo_model_finetune3.yaml), 800 steps -> 8 pixel losses on the pasted region only plus a patch
+# discriminator there (configs/demo_model_finetune4.yaml) -> fp16 export of stage 8 into the package. Every stage
+# resumes where it stopped: re-run the script to continue after an interruption.
+# Environment: STEPS (stage-8 steps, default 100000: stop it whenever; the export takes CHECKPOINT or the latest),
 # AUDIO_STEPS (default 1000; the shipped encoder is its step-625 checkpoint, the best held-out correlation),
-# SYNCNET_STEPS (default 3000), WORKERS (preprocess workers, default 2), CHECKPOINT (stage-7 checkpoint folder
+# SYNCNET_STEPS (default 3000), WORKERS (preprocess workers, default 2), CHECKPOINT (stage-8 checkpoint folder
 # to ship), EXPORT_ONLY=1 (skip training).
 set -euo pipefail
 
@@ -29,7 +30,8 @@ SYNC="$WORK/syncnet_probe"
 WARMUP="$WORK/demo_model"
 STAGE5="$WORK/demo_model_finetune"
 STAGE6="$WORK/demo_model_ft2"
-RUN="$WORK/demo_model_ft3"
+STAGE7="$WORK/demo_model_ft3"
+RUN="$WORK/demo_model_ft4"
 OUT="$REPO/src/stylelipsync/assets/default_model"
 mkdir -p "$WORK"
 
@@ -81,12 +83,21 @@ if [ "${EXPORT_ONLY:-0}" != 1 ]; then
   fi
 
   # 7. plus the mouth-opening loss (the SyncNet expert's opening head on the generated frames)
-  "$BIN" train --preset small --config "$REPO/configs/demo_model_finetune3.yaml" --data "$DATA" --out "$RUN" \
-    --init "$STAGE6/export_400" --audio-init "$AUDIO/export_625" --freeze-audio --train-decoder \
+  if [ ! -f "$STAGE7/export_800/model.safetensors" ]; then
+    "$BIN" train --preset small --config "$REPO/configs/demo_model_finetune3.yaml" --data "$DATA" --out "$STAGE7" \
+      --init "$STAGE6/export_400" --audio-init "$AUDIO/export_625" --freeze-audio --train-decoder \
+      --syncnet "$SYNC/export" --stop-after 800 $(resume_flag "$STAGE7")
+    "$BIN" export-checkpoint --run "$STAGE7" --checkpoint "$STAGE7/checkpoints/checkpoint-00000800" \
+      --out "$STAGE7/export_800"
+  fi
+
+  # 8. pixel losses on the pasted region only, plus a patch discriminator on it
+  "$BIN" train --preset small --config "$REPO/configs/demo_model_finetune4.yaml" --data "$DATA" --out "$RUN" \
+    --init "$STAGE7/export_800" --audio-init "$AUDIO/export_625" --freeze-audio --train-decoder \
     --syncnet "$SYNC/export" --steps "${STEPS:-100000}" $(resume_flag "$RUN")
 fi
 
-# 8. export the chosen (default: latest) checkpoint, then store it in fp16 inside the package
+# 9. export the chosen (default: latest) checkpoint, then store it in fp16 inside the package
 "$BIN" export-checkpoint --run "$RUN" --out "$RUN/export_latest" ${CHECKPOINT:+--checkpoint "$CHECKPOINT"}
 "$PY" - "$RUN/export_latest" "$OUT" <<'PYEOF'
 import json
