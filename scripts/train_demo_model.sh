@@ -11,11 +11,12 @@
 # (configs/demo_model_finetune.yaml) -> 6 400 steps with a 5x higher decoder learning rate
 # (configs/demo_model_finetune2.yaml) -> 7 plus the mouth-opening loss read by the SyncNet expert
 # (configs/demo_model_finetune3.yaml), 800 steps -> 8 pixel losses on the pasted region only plus a patch
-# discriminator there (configs/demo_model_finetune4.yaml) -> fp16 export of stage 8 into the package. Every stage
-# resumes where it stopped: re-run the script to continue after an interruption.
-# Environment: STEPS (stage-8 steps, default 100000: stop it whenever; the export takes CHECKPOINT or the latest),
+# discriminator there (configs/demo_model_finetune4.yaml), 1200 steps -> 9 the same with the pixel losses back on
+# the whole crop (configs/demo_model_finetune5.yaml; the shipped model is its step 300) -> fp16 export into the
+# package. Every stage resumes where it stopped: re-run the script to continue after an interruption.
+# Environment: STEPS (stage-9 steps, default 100000: stop it whenever; the export takes CHECKPOINT or the latest),
 # AUDIO_STEPS (default 1000; the shipped encoder is its step-625 checkpoint, the best held-out correlation),
-# SYNCNET_STEPS (default 3000), WORKERS (preprocess workers, default 2), CHECKPOINT (stage-8 checkpoint folder
+# SYNCNET_STEPS (default 3000), WORKERS (preprocess workers, default 2), CHECKPOINT (stage-9 checkpoint folder
 # to ship), EXPORT_ONLY=1 (skip training).
 set -euo pipefail
 
@@ -31,7 +32,8 @@ WARMUP="$WORK/demo_model"
 STAGE5="$WORK/demo_model_finetune"
 STAGE6="$WORK/demo_model_ft2"
 STAGE7="$WORK/demo_model_ft3"
-RUN="$WORK/demo_model_ft4"
+STAGE8="$WORK/demo_model_ft4"
+RUN="$WORK/demo_model_ft5"
 OUT="$REPO/src/stylelipsync/assets/default_model"
 mkdir -p "$WORK"
 
@@ -92,12 +94,21 @@ if [ "${EXPORT_ONLY:-0}" != 1 ]; then
   fi
 
   # 8. pixel losses on the pasted region only, plus a patch discriminator on it
-  "$BIN" train --preset small --config "$REPO/configs/demo_model_finetune4.yaml" --data "$DATA" --out "$RUN" \
-    --init "$STAGE7/export_800" --audio-init "$AUDIO/export_625" --freeze-audio --train-decoder \
+  if [ ! -f "$STAGE8/export_1200/model.safetensors" ]; then
+    "$BIN" train --preset small --config "$REPO/configs/demo_model_finetune4.yaml" --data "$DATA" --out "$STAGE8" \
+      --init "$STAGE7/export_800" --audio-init "$AUDIO/export_625" --freeze-audio --train-decoder \
+      --syncnet "$SYNC/export" --stop-after 1200 $(resume_flag "$STAGE8")
+    "$BIN" export-checkpoint --run "$STAGE8" --checkpoint "$STAGE8/checkpoints/checkpoint-00001200" \
+      --out "$STAGE8/export_1200"
+  fi
+
+  # 9. the same with the pixel losses on the whole crop again (removes the seam stage 8 leaves)
+  "$BIN" train --preset small --config "$REPO/configs/demo_model_finetune5.yaml" --data "$DATA" --out "$RUN" \
+    --init "$STAGE8/export_1200" --audio-init "$AUDIO/export_625" --freeze-audio --train-decoder \
     --syncnet "$SYNC/export" --steps "${STEPS:-100000}" $(resume_flag "$RUN")
 fi
 
-# 9. export the chosen (default: latest) checkpoint, then store it in fp16 inside the package
+# 10. export the chosen (default: latest) checkpoint, then store it in fp16 inside the package
 "$BIN" export-checkpoint --run "$RUN" --out "$RUN/export_latest" ${CHECKPOINT:+--checkpoint "$CHECKPOINT"}
 "$PY" - "$RUN/export_latest" "$OUT" <<'PYEOF'
 import json
