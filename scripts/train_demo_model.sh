@@ -39,6 +39,19 @@ mkdir -p "$WORK"
 
 resume_flag() { [ -d "$1/checkpoints" ] && ls "$1/checkpoints" | grep -q checkpoint- && echo --resume || true; }
 
+# finetune RUN_DIR CONFIG INIT STEPS [ARGS...]: STEPS steps from INIT with the stage-2 audio encoder frozen and
+# the decoder trained, then export that step to RUN_DIR/export_STEPS (skipped when that export exists).
+finetune() {
+  local dir=$1 config=$2 init=$3 steps=$4
+  shift 4
+  [ -f "$dir/export_$steps/model.safetensors" ] && return
+  "$BIN" train --preset small --config "$REPO/configs/$config" --data "$DATA" --out "$dir" \
+    --init "$init" --audio-init "$AUDIO/export_625" --freeze-audio --train-decoder "$@" \
+    --stop-after "$steps" $(resume_flag "$dir")
+  "$BIN" export-checkpoint --run "$dir" --checkpoint "$dir/checkpoints/$(printf 'checkpoint-%08d' "$steps")" \
+    --out "$dir/export_$steps"
+}
+
 if [ "${EXPORT_ONLY:-0}" != 1 ]; then
   # 1. data: 256² crops, pose-aware masks, log-mels, landmarks (skips clips already done)
   "$BIN" preprocess --input "$MEDIA" --manifest "$MEDIA/MANIFEST.tsv" --output "$DATA" --size 256 \
@@ -67,40 +80,16 @@ if [ "${EXPORT_ONLY:-0}" != 1 ]; then
   fi
 
   # 5. 600 steps with the pre-trained audio encoder frozen (no SyncNet loss)
-  if [ ! -f "$STAGE5/export_600/model.safetensors" ]; then
-    "$BIN" train --preset small --config "$REPO/configs/demo_model_finetune.yaml" --data "$DATA" --out "$STAGE5" \
-      --init "$WARMUP/export_600" --audio-init "$AUDIO/export_625" --freeze-audio --train-decoder \
-      --stop-after 600 $(resume_flag "$STAGE5")
-    "$BIN" export-checkpoint --run "$STAGE5" --checkpoint "$STAGE5/checkpoints/checkpoint-00000600" \
-      --out "$STAGE5/export_600"
-  fi
+  finetune "$STAGE5" demo_model_finetune.yaml "$WARMUP/export_600" 600
 
   # 6. 400 steps with the decoder at 1.5e-3
-  if [ ! -f "$STAGE6/export_400/model.safetensors" ]; then
-    "$BIN" train --preset small --config "$REPO/configs/demo_model_finetune2.yaml" --data "$DATA" --out "$STAGE6" \
-      --init "$STAGE5/export_600" --audio-init "$AUDIO/export_625" --freeze-audio --train-decoder \
-      --stop-after 400 $(resume_flag "$STAGE6")
-    "$BIN" export-checkpoint --run "$STAGE6" --checkpoint "$STAGE6/checkpoints/checkpoint-00000400" \
-      --out "$STAGE6/export_400"
-  fi
+  finetune "$STAGE6" demo_model_finetune2.yaml "$STAGE5/export_600" 400
 
   # 7. plus the mouth-opening loss (the SyncNet expert's opening head on the generated frames)
-  if [ ! -f "$STAGE7/export_800/model.safetensors" ]; then
-    "$BIN" train --preset small --config "$REPO/configs/demo_model_finetune3.yaml" --data "$DATA" --out "$STAGE7" \
-      --init "$STAGE6/export_400" --audio-init "$AUDIO/export_625" --freeze-audio --train-decoder \
-      --syncnet "$SYNC/export" --stop-after 800 $(resume_flag "$STAGE7")
-    "$BIN" export-checkpoint --run "$STAGE7" --checkpoint "$STAGE7/checkpoints/checkpoint-00000800" \
-      --out "$STAGE7/export_800"
-  fi
+  finetune "$STAGE7" demo_model_finetune3.yaml "$STAGE6/export_400" 800 --syncnet "$SYNC/export"
 
   # 8. pixel losses on the pasted region only, plus a patch discriminator on it
-  if [ ! -f "$STAGE8/export_1200/model.safetensors" ]; then
-    "$BIN" train --preset small --config "$REPO/configs/demo_model_finetune4.yaml" --data "$DATA" --out "$STAGE8" \
-      --init "$STAGE7/export_800" --audio-init "$AUDIO/export_625" --freeze-audio --train-decoder \
-      --syncnet "$SYNC/export" --stop-after 1200 $(resume_flag "$STAGE8")
-    "$BIN" export-checkpoint --run "$STAGE8" --checkpoint "$STAGE8/checkpoints/checkpoint-00001200" \
-      --out "$STAGE8/export_1200"
-  fi
+  finetune "$STAGE8" demo_model_finetune4.yaml "$STAGE7/export_800" 1200 --syncnet "$SYNC/export"
 
   # 9. the same with the pixel losses on the whole crop again (removes the seam stage 8 leaves)
   "$BIN" train --preset small --config "$REPO/configs/demo_model_finetune5.yaml" --data "$DATA" --out "$RUN" \
