@@ -82,6 +82,25 @@ Examples:
 """
 
 
+def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--checkpoint/-c``, ``--w-avg`` and ``--device``: which model a command loads, shared by every command
+    that runs the pipeline (generate, batch, serve)."""
+    func = click.option(
+        "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+    )(func)
+    func = click.option(
+        "--w-avg",
+        type=click.Path(path_type=Path),
+        help="Official w_avg.pth to go with an official .pth checkpoint.",
+    )(func)
+    return click.option(
+        "--checkpoint",
+        "-c",
+        type=click.Path(path_type=Path),
+        help="Model directory, or an official .pth (with --w-avg). Default: the shipped model.",
+    )(func)
+
+
 @cli.command(epilog=GENERATE_EXAMPLES)
 @click.option("--video", "-v", type=click.Path(path_type=Path), help="Video or single photo of the face.")
 @click.option(
@@ -97,18 +116,7 @@ Examples:
     help="CSV with columns video,audio,output (relative to the CSV's folder): run many jobs, continuing "
     "past failures.",
 )
-@click.option(
-    "--checkpoint",
-    "-c",
-    type=click.Path(path_type=Path),
-    help="Model directory, or an official .pth (with --w-avg). Default: the shipped model.",
-)
-@click.option(
-    "--w-avg",
-    type=click.Path(path_type=Path),
-    help="Official w_avg.pth to go with an official .pth checkpoint.",
-)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@model_options
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 256),

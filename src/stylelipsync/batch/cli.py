@@ -16,7 +16,7 @@ from click.core import ParameterSource
 
 from stylelipsync.batch.jobs import Job
 from stylelipsync.cli import cli as main_group
-from stylelipsync.cli import user_errors
+from stylelipsync.cli import model_options, user_errors
 
 BATCH_EXAMPLES = """
 \b
@@ -70,14 +70,7 @@ RAY_ONLY = ("workers", "cpus_per_worker", "gpus_per_worker", "retries")
     "input are not retried.",
 )
 @click.option("--retry-failed", is_flag=True, help="Run again the jobs an earlier run recorded as failed.")
-@click.option(
-    "--checkpoint",
-    "-c",
-    type=click.Path(path_type=Path),
-    help="Model directory, or an official .pth (with --w-avg). Default: the shipped model.",
-)
-@click.option("--w-avg", type=click.Path(path_type=Path), help="Official w_avg.pth for an official .pth.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@model_options
 @click.option("--batch-size", type=click.IntRange(1, 256), default=8, show_default=True)
 @click.option("--fps", type=click.FloatRange(1, 120), help="Output frame rate. Default: each input's.")
 @click.option(

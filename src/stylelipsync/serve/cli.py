@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from stylelipsync.cli import cli as main_group
-from stylelipsync.cli import user_errors
+from stylelipsync.cli import model_options, user_errors
 
 SERVE_EXAMPLES = """
 \b
@@ -51,14 +51,7 @@ def is_loopback(host: str) -> bool:
     show_default=True,
     help="Dubbing processes; each loads the model once and runs one job at a time.",
 )
-@click.option(
-    "--checkpoint",
-    "-c",
-    type=click.Path(path_type=Path),
-    help="Model directory, or an official .pth (with --w-avg). Default: the shipped model.",
-)
-@click.option("--w-avg", type=click.Path(path_type=Path), help="Official w_avg.pth for an official .pth.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@model_options
 @click.option(
     "--ray",
     "ray_address",
