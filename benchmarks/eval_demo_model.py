@@ -6,6 +6,9 @@ mouth opening of (1) the real clip with its own audio, (2) the real clip against
 (mismatched: should be near zero) and (3) the dubbed clip against the driving audio. Clips in SILENCE are also
 dubbed with digital silence for the silence-leak ratio (mouth motion on silence / on speech, < 1 passes).
 Mouth sharpness (variance of the Laplacian of the mouth crop) is reported as the ratio dubbed / real clip.
+Where the driving audio comes from a talking video, (c) compares the dubbed mouth opening with the real mouth
+opening of the person who spoke that audio: unlike (b) it involves no model of audio → mouth, so it cannot be
+gamed by rendering what such a model predicts; the source clip's own mouth against it is the chance level.
 
 Writes a Markdown table (stdout, and appended to --results if given) and a JSON file.
 
@@ -42,6 +45,18 @@ PAIRS = [
     ("sadtalker_WDA_EdMarkey0_000.mp4", "sadtalker_WDA_KatieHill_000.mp4"),
     ("deepavsr_00016.mp4", "deepavsr_00019.mp4"),
 ]
+PAIRS_MORE = [
+    ("pcavs_Audio_Source_00086.mp4", "styletalk_reagan_clip1.wav"),
+    ("vrt_face_1.mp4", "sadtalker_WDA_BobMenendez_000.mp4"),
+    ("sadtalker_RD_Radio2_000.mp4", "vrt_face_2.mp4"),
+    ("styletalk_feifeili_clip3.mp4", "styletalk_Obama_clip1.wav"),
+    ("pcavs_Pose_Source_00473.mp4", "pcavs_Audio_Source_00015.mp4"),
+    ("deepavsr_00001.mp4", "pcavs_Pose_Source_796100172.mp4"),
+    ("tpsmm_driving.mp4", "r3dp_May_5s.mp4"),
+    ("livep_driving_d20.mp4", "sadtalker_RD_Radio36_000.wav"),
+]
+"""``--pairs all`` adds these: the sixth held-out clip and 7 more training persons, each driven by a voice
+from another clip (the last one by a speech-only file whose speaker is in no video)."""
 SILENCE = [
     "sadtalker_WDA_KatieHill_000.mp4",
     "pcavs_Audio_Source_00104.mp4",
@@ -75,6 +90,9 @@ def main() -> None:
     parser.add_argument("--label", default="", help="Name of the model in the report.")
     parser.add_argument("--results", type=Path, help="Append the Markdown section to this file.")
     parser.add_argument("--no-silence", action="store_true")
+    parser.add_argument(
+        "--pairs", choices=("core", "all"), default="core", help="core: the 7 pairs of the tables; all: 15."
+    )
     args = parser.parse_args()
 
     manifest = read_media_manifest(args.media / "MANIFEST.tsv")
@@ -84,7 +102,7 @@ def main() -> None:
     silence = write_wav(args.work / "silence_8s.wav", np.zeros(8 * SR, np.float32))
     rows = []
     started = time.perf_counter()
-    for clip, driver in PAIRS:
+    for clip, driver in PAIRS + (PAIRS_MORE if args.pairs == "all" else []):
         video = args.media / clip
         stem = clip.removesuffix(".mp4")
         info = manifest.get(clip, {})
@@ -98,9 +116,11 @@ def main() -> None:
         if clip in SILENCE and not args.no_silence:
             silent_out = args.work / f"{stem}__silence.mp4"
             pipe(video, silence, silent_out, overwrite=True)
-        gen = evaluator.evaluate(Job(stem, out, audio=drive, silent=silent_out))
+        # a talking driver video: its speaker's real mouth is the reference of (c)
+        speaker = args.media / driver if driver in manifest else None
+        gen = evaluator.evaluate(Job(stem, out, audio=drive, silent=silent_out, speaker=speaker))
         own = evaluator.evaluate(Job(stem, video, audio=own_audio))
-        mis = evaluator.evaluate(Job(stem, video, audio=drive))
+        mis = evaluator.evaluate(Job(stem, video, audio=drive, speaker=speaker))
         person = info.get("person", "?")
         rows.append(
             {
@@ -191,6 +211,7 @@ def render(rows: list[dict], args: argparse.Namespace, seconds: float) -> str:
             + f" | **{cells[2][0]:+.2f} ± {cells[2][1]:.2f}** | {cells[3][0]:+.2f} ± {cells[3][1]:.2f} | "
             + f"{sharp} |"
         )
+    lines += render_follow(rows)
     leaks = [r["generated"].get("leak_ratio") for r in rows]
     leaks = [x for x in leaks if x is not None and math.isfinite(x)]
     if leaks:
@@ -200,6 +221,38 @@ def render(rows: list[dict], args: argparse.Namespace, seconds: float) -> str:
             f"mean {np.mean(leaks):.2f} over {len(leaks)} clips ({', '.join(f'{x:.2f}' for x in leaks)}).",
         ]
     return "\n".join(lines) + "\n"
+
+
+def render_follow(rows: list[dict]) -> list[str]:
+    """Markdown for (c): pairs whose driving audio comes from a talking video."""
+    pairs = [r for r in rows if r["generated"].get("sync_speaker") is not None]
+    if not pairs:
+        return []
+    lines = [
+        "",
+        "(c) mouth opening vs the **real mouth opening of the person speaking the driving audio** (FaceMesh "
+        "on the driving video, same frame rate, best lag ±2): no audio model involved. *Source, real* = the "
+        "source clip's own mouth against it (chance level).",
+        "",
+        "| clip | driving video | (c) source, real | **(c) dubbed** |",
+        "|---|---|---|---|",
+    ]
+    for r in pairs:
+        dub, lag, real = (
+            r["generated"]["sync_speaker"],
+            r["generated"]["sync_speaker_lag"],
+            r["mismatched"]["sync_speaker"],
+        )
+        held = " *" if r["held_out"] else ""
+        lines.append(f"| `{r['clip']}`{held} | `{r['driver']}` | {fmt(real)} | **{fmt(dub, lag)}** |")
+    dubbed = np.array([r["generated"]["sync_speaker"] for r in pairs], dtype=float)
+    real = np.array([r["mismatched"]["sync_speaker"] for r in pairs], dtype=float)
+    lines.append(
+        f"| mean of {len(pairs)} | | {np.nanmean(real):+.2f} ± {np.nanstd(real):.2f} | "
+        f"**{np.nanmean(dubbed):+.2f} ± {np.nanstd(dubbed):.2f}** ({int(np.sum(dubbed > real))}/{len(pairs)} "
+        "above the source's own mouth) |"
+    )
+    return lines
 
 
 if __name__ == "__main__":

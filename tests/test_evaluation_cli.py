@@ -89,7 +89,25 @@ def test_job_pairing(tmp_path: Path) -> None:
         ("b", "b.mp4"),
     ]
     assert all(j.audio == tmp_path / "speech.wav" for j in jobs)
+    speakers = make_jobs([gen], speaker=[ref / "c.mp4"])
+    assert [j.speaker for j in speakers] == [ref / "c.mp4"] * 2 and speakers[0].audio is None
     with pytest.raises(MediaError, match="cannot pair"):
         make_jobs([gen], [ref / "a.mp4", ref / "c.mp4", ref / "notes.txt"])
     with pytest.raises(MediaError, match="no such file"):
         make_jobs([tmp_path / "missing"])
+
+
+def test_speaker_video_adds_sync_speaker(media_dir: Path, tmp_path: Path) -> None:
+    """--speaker-video: mouth vs the driving speaker's real mouth; a video against itself is 1 at lag 0."""
+    other = media_dir / "deepavsr_00001.mp4"
+    out = tmp_path / "r.json"
+    args = [
+        "evaluate", "-g", str(media_dir / CLIP), "-g", str(other), "--speaker-video", str(media_dir / CLIP),
+        "-m", "sharpness", "--cache-dir", str(tmp_path / "cache"), "-o", str(out),
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "sync_speaker" in result.output
+    same, different = (v["values"] for v in json.loads(out.read_text())["videos"])
+    assert same["sync_speaker"] == pytest.approx(1.0) and same["sync_speaker_lag"] == 0
+    assert -1 <= different["sync_speaker"] < 0.99 and abs(different["sync_speaker_lag"]) <= 2

@@ -54,6 +54,13 @@ def _metrics(_ctx: click.Context, _param: click.Parameter, value: tuple[str, ...
     help="Same videos dubbed with digital silence: adds the silence-leak columns.",
 )
 @click.option(
+    "--speaker-video",
+    multiple=True,
+    type=_PATHS,
+    help="When the driving audio comes from a talking video: that video. Adds sync_speaker, the correlation "
+    "of the generated mouth opening with the speaker's real one (no audio model involved).",
+)
+@click.option(
     "--metrics",
     "-m",
     multiple=True,
@@ -156,7 +163,13 @@ def _run(**opts: object) -> None:
         frame_step=int(opts["frame_step"]),  # type: ignore[call-overload]
         device=str(opts["device"]),
     )
-    jobs = make_jobs(opts["generated"], opts["reference"], opts["audio"], opts["silent"])  # type: ignore[arg-type]
+    jobs = make_jobs(
+        opts["generated"],  # type: ignore[arg-type]
+        opts["reference"],  # type: ignore[arg-type]
+        opts["audio"],  # type: ignore[arg-type]
+        opts["silent"],  # type: ignore[arg-type]
+        opts["speaker_video"],  # type: ignore[arg-type]
+    )
     evaluator = Evaluator(config)
     for metric, why in evaluator.unavailable.items():
         click.secho(f"{metric}: unavailable: {why}", fg="yellow", err=True)

@@ -1,10 +1,11 @@
 """Evaluate generated videos (against references and driving audio): the engine of `stylelipsync evaluate`.
 
 One `Job` = one generated video, optionally its reference (source) video or image, the driving audio (default:
-the generated file's own audio track) and a silence-driven version for the leak test. `Evaluator` loads
-each network once and computes the requested metric families per job; a family whose weights were not given
-is reported as unavailable with the reason, never estimated some other way. Set-level metrics (FID) gather
-features over all jobs and are computed once by `Evaluator.finish`.
+the generated file's own audio track), a silence-driven version for the leak test and, when the driving audio
+comes from a talking video, that video (the speaker's real mouth is then the reference for the mouth motion).
+`Evaluator` loads each network once and computes the requested metric families per job; a family whose
+weights were not given is reported as unavailable with the reason, never estimated some other way. Set-level
+metrics (FID) gather features over all jobs and are computed once by `Evaluator.finish`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from stylelipsync.evaluation.inception import FEATURE_DIM, FID_HELP, FIDInceptio
 from stylelipsync.evaluation.lip_distance import lmd
 from stylelipsync.evaluation.lse import lse_score
 from stylelipsync.evaluation.mouth_opening import mouth_opening
-from stylelipsync.evaluation.offline_sync import energy_sync, predicted_sync
+from stylelipsync.evaluation.offline_sync import energy_sync, lagged_correlation, predicted_sync
 from stylelipsync.evaluation.sharpness import video_sharpness
 from stylelipsync.evaluation.silence_leak import silence_leak
 from stylelipsync.evaluation.syncnet_v2 import WEIGHTS_HELP, load_syncnet_v2
@@ -57,8 +58,11 @@ COLUMNS = {
     "sharpness": ("mouth_sharpness",),
     "fid": ("fid",),
     "leak": ("leak_std_silent", "leak_std_speech", "leak_ratio"),
+    "speaker": ("sync_speaker", "sync_speaker_lag"),
 }
-INTEGER_COLUMNS = {"av_offset", "sync_energy_lag", "sync_pred_lag"}
+INTEGER_COLUMNS = {"av_offset", "sync_energy_lag", "sync_pred_lag", "sync_speaker_lag"}
+SPEAKER_MAX_LAG = 2
+"""Lag search of ``sync_speaker`` in frames: both mouths follow the same audio, no audio delay to absorb."""
 SET_ROW = "all videos"
 
 
@@ -93,6 +97,8 @@ class Job:
     reference: Path | None = None
     audio: Path | None = None
     silent: Path | None = None
+    speaker: Path | None = None
+    """A video of the person speaking the driving audio, in sync with it (adds ``sync_speaker``)."""
 
 
 @dataclass
@@ -170,6 +176,7 @@ def make_jobs(
     reference: Sequence[str | Path] = (),
     audio: Sequence[str | Path] = (),
     silent: Sequence[str | Path] = (),
+    speaker: Sequence[str | Path] = (),
 ) -> list[Job]:
     """Jobs from CLI-style lists of files or directories."""
     gens = collect_files(generated, VIDEO_SUFFIXES)
@@ -178,10 +185,12 @@ def make_jobs(
     refs = _match(gens, collect_files(reference, (*VIDEO_SUFFIXES, *IMAGE_SUFFIXES)), "reference")
     auds = _match(gens, collect_files(audio, AUDIO_SUFFIXES), "audio")
     sils = _match(gens, collect_files(silent, VIDEO_SUFFIXES), "silence-driven")
+    spks = _match(gens, collect_files(speaker, VIDEO_SUFFIXES), "speaker video")
     names = [g.stem for g in gens]
     if len(set(names)) < len(names):
         names = [str(g) for g in gens]
-    return [Job(n, g, r, a, s) for n, g, r, a, s in zip(names, gens, refs, auds, sils, strict=True)]
+    rows = zip(names, gens, refs, auds, sils, spks, strict=True)
+    return [Job(n, g, r, a, s, k) for n, g, r, a, s, k in rows]
 
 
 # ------------------------------------------------------------------------------------------------ engine
@@ -234,6 +243,8 @@ class Evaluator:
         families = [m for m in METRICS if m in self.config.metrics]
         if any("leak_ratio" in r.values or "leak_std_silent" in r.values for r in results):
             families.append("leak")
+        if any("sync_speaker" in r.values for r in results):
+            families.append("speaker")
         cols = [c for fam in families for c in COLUMNS[fam]]
         if "csim_arcface" in self.unavailable:
             cols.remove("csim_arcface")
@@ -259,6 +270,7 @@ class Evaluator:
         track: FaceTrack | None = None
         if (
             metrics & {"sync", "lmd", "csim", "sharpness"}
+            or job.speaker is not None
             or self.inception is not None
             or (self.syncnet is not None and self.config.lse_mode == "wild")
         ):
@@ -267,6 +279,8 @@ class Evaluator:
             self._sync(result, track, audio_src)
         if self.syncnet is not None and has_audio:
             self._lse(result, job.generated, audio_src, track)
+        if job.speaker is not None and track is not None:
+            self._speaker_sync(result, track, job.speaker)
         reference_metrics = metrics & {"csim", "psnr", "ssim", "lpips", "lmd"}
         if reference_metrics and job.reference is None:
             result.notes.append("no reference: " + ", ".join(sorted(reference_metrics)) + " skipped")
@@ -385,6 +399,21 @@ class Evaluator:
             predicted=zscore(self.mouth_model.predict(wave, SAMPLE_RATE, len(mouth), track.fps)),
             fps=np.asarray([track.fps]),
         )
+
+    def _speaker_sync(self, result: VideoResult, track: FaceTrack, speaker: Path) -> None:
+        """Mouth opening vs the real mouth opening of the person speaking the driving audio.
+
+        No audio model is involved, so a generator cannot score by rendering what such a model predicts
+        (the circularity of ``sync_pred`` when the generator's audio encoder was fitted to the same target).
+        The speaker video is tracked at the generated video's frame rate so that frames line up.
+        """
+        speaker_track = track_video(speaker, fps=track.fps, cache_dir=self.config.cache_dir)
+        best = lagged_correlation(
+            mouth_opening(track.raw, track.detected),
+            mouth_opening(speaker_track.raw, speaker_track.detected),
+            max_lag=SPEAKER_MAX_LAG,
+        )
+        result.values.update(sync_speaker=best.correlation, sync_speaker_lag=best.lag)
 
     def _lse(self, result: VideoResult, video: Path, audio: Path, track: FaceTrack | None) -> None:
         assert self.syncnet is not None
