@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from click.testing import CliRunner
 
 from stylelipsync.cli import cli
 from stylelipsync.errors import MediaError
+from stylelipsync.evaluation import runner
+from stylelipsync.evaluation.face_tracks import track_video
 from stylelipsync.evaluation.runner import make_jobs
 from stylelipsync.evaluation.syncnet_v2 import SyncNetV2
 
@@ -97,8 +100,18 @@ def test_job_pairing(tmp_path: Path) -> None:
         make_jobs([tmp_path / "missing"])
 
 
-def test_speaker_video_adds_sync_speaker(media_dir: Path, tmp_path: Path) -> None:
-    """--speaker-video: mouth vs the driving speaker's real mouth; a video against itself is 1 at lag 0."""
+def test_speaker_video_adds_sync_speaker(
+    media_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--speaker-video: mouth vs the driving speaker's real mouth; a video against itself is 1 at lag 0.
+    One speaker video shared by every job is tracked once at each frame rate, not once per job."""
+    tracked: list[tuple[Path, float | None]] = []
+
+    def counting_track(video: Path, **kwargs: Any) -> Any:
+        tracked.append((Path(video), kwargs.get("fps")))
+        return track_video(video, **kwargs)
+
+    monkeypatch.setattr(runner, "track_video", counting_track)
     other = media_dir / "deepavsr_00001.mp4"
     out = tmp_path / "r.json"
     args = [
@@ -111,3 +124,5 @@ def test_speaker_video_adds_sync_speaker(media_dir: Path, tmp_path: Path) -> Non
     same, different = (v["values"] for v in json.loads(out.read_text())["videos"])
     assert same["sync_speaker"] == pytest.approx(1.0) and same["sync_speaker_lag"] == 0
     assert -1 <= different["sync_speaker"] < 0.99 and abs(different["sync_speaker_lag"]) <= 2
+    speaker_calls = [t for t in tracked if t[1] is not None]
+    assert len(speaker_calls) == len(set(speaker_calls)) == 1, tracked

@@ -236,6 +236,7 @@ class Evaluator:
             else:
                 self.inception = load_fid_inception(config.fid_weights, config.device)
         self._job_tracks: dict[Path, FaceTrack] = {}
+        self._speaker_mouths: dict[tuple[Path, float], np.ndarray] = {}
         self.mouth_model = AudioToMouth.default() if "sync" in metrics else None
 
     def columns(self, results: Sequence[VideoResult] = ()) -> list[str]:
@@ -405,13 +406,15 @@ class Evaluator:
 
         No audio model is involved, so a generator cannot score by rendering what such a model predicts
         (the circularity of ``sync_pred`` when the generator's audio encoder was fitted to the same target).
-        The speaker video is tracked at the generated video's frame rate so that frames line up.
+        The speaker video is tracked at the generated video's frame rate so that frames line up, once per
+        run and rate: one speaker video commonly drives every generated video.
         """
-        speaker_track = track_video(speaker, fps=track.fps, cache_dir=self.config.cache_dir)
+        key = (speaker, track.fps)
+        if key not in self._speaker_mouths:
+            speaker_track = track_video(speaker, fps=track.fps, cache_dir=self.config.cache_dir)
+            self._speaker_mouths[key] = mouth_opening(speaker_track.raw, speaker_track.detected)
         best = lagged_correlation(
-            mouth_opening(track.raw, track.detected),
-            mouth_opening(speaker_track.raw, speaker_track.detected),
-            max_lag=SPEAKER_MAX_LAG,
+            mouth_opening(track.raw, track.detected), self._speaker_mouths[key], max_lag=SPEAKER_MAX_LAG
         )
         result.values.update(sync_speaker=best.correlation, sync_speaker_lag=best.lag)
 
