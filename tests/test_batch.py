@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import signal
 import time
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from stylelipsync.cli import cli
 from stylelipsync.errors import MediaError
 from stylelipsync.media import VideoReader, VideoWriter, load_audio, probe
 from stylelipsync.models import StyleLipSync, StyleLipSyncConfig
-from stylelipsync.pipelines import GenerateOptions
+from stylelipsync.pipelines import GenerateOptions, GenerateResult, LipSyncPipeline
 
 CLIPS = ("deepavsr_00001.mp4", "pcavs_Audio_Source_00086.mp4", "pcavs_Pose_Source_00473.mp4")
 FRAMES = 25
@@ -380,8 +381,18 @@ def test_manifest_appends_keeps_the_last_result_and_survives_a_torn_line(tmp_pat
             Manifest(path)
     results = read_manifest(path)
     assert sorted(results) == ["a.mp4", "b.mp4", "c.mp4"]
-    assert path.read_text().splitlines()[0] == "job,status,seconds,frames,error,attempts"
+    assert path.read_text().splitlines()[0] == "job,status,seconds,frames,error,attempts,engine"
     assert "no face, at all" in path.read_text()
+
+
+def test_a_results_file_from_before_the_engine_column_still_reads(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.results.csv"
+    path.write_text("job,status,seconds,frames,error,attempts\nold.mp4,done,2.00,25,,1\n")
+    with Manifest(path) as manifest:
+        assert manifest.previous["old.mp4"].ok and manifest.previous["old.mp4"].engine == ""
+        manifest.record(Outcome("new.mp4", "done", frames=5, engine="bank"))
+    results = read_manifest(path)
+    assert results["old.mp4"].frames == 25 and results["new.mp4"].frames == 5
 
 
 def test_remove_partials_deletes_only_this_outputs_temporary_files(tmp_path: Path) -> None:
@@ -392,3 +403,125 @@ def test_remove_partials_deletes_only_this_outputs_temporary_files(tmp_path: Pat
         (tmp_path / name).write_text("")
     remove_partials(job)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names[1:], "jobs.csv"])
+
+
+# ----------------------------------------------------------------------------------------------- engines
+
+
+def test_jobs_csv_engine_and_bank_video_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "jobs.csv").write_text(
+        "video,audio,output,engine,bank-video\n"
+        "v.mp4,a.wav,out/1.mp4,,\n"
+        "v.mp4,a.wav,out/2.mp4,STYLELIPSYNC,\n"
+        "v.mp4,a.wav,out/3.mp4,bank,long.mp4\n"
+        "v.mp4,a.wav,out/4.mp4,,more/a.mp4; /abs/b.jpg ;\n"
+        "v.mp4,a.wav,out/5.mp4,neural,\n"
+        "v.mp4,a.wav,out/6.mp4,stylelipsync,long.mp4\n"
+    )
+    jobs = read_jobs(tmp_path / "jobs.csv", GenerateOptions(engine="bank"))
+    assert [j.options.engine if j.options else None for j in jobs] == [
+        "bank", "stylelipsync", "bank", "bank", None, None
+    ]  # fmt: skip
+    assert jobs[2].options.bank_video == (str(tmp_path / "long.mp4"),)
+    assert jobs[3].options.bank_video == (str(tmp_path / "more" / "a.mp4"), "/abs/b.jpg")
+    problems = [str(job.problem) for job in jobs]
+    assert "line 6: column engine: 'neural' is not an engine; use bank or stylelipsync" in problems[4]
+    assert "line 7: column bank_video goes with the bank engine" in problems[5]
+    assert "set its engine column to bank" in problems[5]
+    with_model = read_jobs(tmp_path / "jobs.csv", GenerateOptions(engine="stylelipsync"))
+    assert with_model[0].options.engine == "stylelipsync" and with_model[2].options.engine == "bank"
+    assert "goes with the bank engine" in str(with_model[3].problem)  # the command's engine, no row engine
+    # what a Ray worker receives: absolute paths, and the engine surviving pickling
+    monkeypatch.chdir(tmp_path)
+    relative = read_jobs(Path("jobs.csv"), GenerateOptions(engine="bank"))[3]
+    sent = pickle.loads(pickle.dumps(relative.absolute()))
+    assert sent.options.engine == "bank"
+    assert sent.options.bank_video == (str(tmp_path / "more" / "a.mp4"), "/abs/b.jpg")
+
+
+class FakePipeline:
+    """Stands in for a loaded pipeline: records how it was loaded and each call's options; renders nothing."""
+
+    def __init__(self, path: Path | None, **loaded: Any) -> None:
+        self.path, self.loaded = path, loaded
+        self.calls: list[GenerateOptions] = []
+
+    def __call__(
+        self, video: Path, audio: Path, output: Path, options: GenerateOptions, progress: Any = False
+    ) -> GenerateResult:
+        self.calls.append(options)
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_bytes(b"mp4")
+        return GenerateResult(
+            output_path=Path(output),
+            frames=3,
+            frames_with_face=3,
+            fps=25.0,
+            seconds=0.1,
+            width=8,
+            height=8,
+            source_frames=3,
+            engine=str(options.engine),
+        )
+
+
+def test_batch_rows_choose_their_engine_and_the_results_record_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    made: list[FakePipeline] = []
+
+    def from_pretrained(path: Path | None = None, **loaded: Any) -> FakePipeline:
+        made.append(FakePipeline(path, **loaded))
+        return made[-1]
+
+    monkeypatch.setattr(LipSyncPipeline, "from_pretrained", staticmethod(from_pretrained))
+    rows = [(Path("v.mp4"), Path("a.wav"), f"out/{k}.mp4") for k in range(2)]
+    jobs_csv = write_jobs(tmp_path, rows, {"engine": ["", "stylelipsync"]})
+    result = invoke("batch", jobs_csv)
+    assert result.exit_code == 0, result.output
+    [pipe] = made
+    assert pipe.path is None and pipe.loaded["engine"] == "bank"  # no checkpoint: the bank by default
+    assert [o.engine for o in pipe.calls] == ["bank", "stylelipsync"]
+    assert "[1/2]" in result.stdout and "bank engine)" in result.stdout
+    assert "stylelipsync engine)" in result.stdout
+    results = read_manifest(manifest_path(jobs_csv))
+    assert (results["out/0.mp4"].engine, results["out/1.mp4"].engine) == ("bank", "stylelipsync")
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--engine", "bank", "-c", "model"], "--engine bank renders from the video itself"),
+        (["--engine", "gan"], "'gan' is not one of 'bank', 'stylelipsync'"),
+    ],
+)
+def test_batch_refuses_a_bad_engine(tmp_path: Path, args: list[str], fragment: str) -> None:
+    jobs_csv = write_jobs(tmp_path, [(Path("a.mp4"), Path("b.wav"), "o.mp4")])
+    result = invoke("batch", jobs_csv, *args)
+    assert result.exit_code == 2 and fragment in result.output
+    assert not manifest_path(jobs_csv).exists()
+
+
+def test_ray_workers_are_started_with_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`RayPool` hands its engine to every `DubbingWorker` it starts (checked on a stand-in for Ray)."""
+    started: list[tuple[Any, ...]] = []
+
+    class FakeActorClass:
+        def options(self, **_: Any) -> FakeActorClass:
+            return self
+
+        def remote(self, *args: Any) -> str:
+            started.append(args)
+            return f"actor{len(started)}"
+
+    class FakeRay:
+        def remote(self, _cls: Any) -> FakeActorClass:
+            return FakeActorClass()
+
+    import stylelipsync.batch.runner as runner
+
+    monkeypatch.setattr(runner, "import_ray", FakeRay)
+    pool = RayPool(2, None, device="cpu", engine="stylelipsync")
+    assert [pool._actor(slot) for slot in range(2)] == ["actor1", "actor2"]
+    assert [args[-1] for args in started] == ["stylelipsync", "stylelipsync"]
+    assert started[0][2] is None  # no checkpoint: the worker loads the shipped demo model for stylelipsync

@@ -22,6 +22,7 @@ from stylelipsync.cli import cli
 from stylelipsync.errors import CheckpointError, FaceNotFoundError, MediaError, OutputError, StyleLipSyncError
 from stylelipsync.media import VideoReader, VideoWriter, load_audio, probe
 from stylelipsync.models import StyleLipSync, StyleLipSyncConfig
+from stylelipsync.pipelines import GenerateOptions, GenerateResult, LipSyncPipeline
 
 CLIP = "dreamtalk_M030_front_neutral_level1_001.mp4"
 SPEECH = "sadtalker_answer.wav"
@@ -292,6 +293,26 @@ def test_reference_frame_past_the_end(model_dir: Path, assets: dict[str, Path], 
         (["-v", "a.mp4", "-a", "b.wav", "-o", "c.mp4", "--face-index", "1", "--bbox", "0,0,9,9"], "not both"),
         (["-v", "a.mp4", "-a", "b.wav", "-o", "c.mp4", "--bbox", "5,5,1,1"], "X0,Y0,X1,Y1"),
         (["-v", "a.mp4", "-a", "b.wav", "-o", "c.mp4", "--loop", "bounce"], "'bounce' is not one of"),
+        (
+            ["-v", "a.mp4", "-a", "b.wav", "-o", "c.mp4", "--engine", "wav2lip"],
+            "'wav2lip' is not one of 'bank', 'stylelipsync'",
+        ),
+        (
+            ["-v", "a.mp4", "-a", "b.wav", "-o", "c.mp4", "--engine", "bank", "-c", "model_dir"],
+            "--engine bank renders from the video itself and loads no model: drop --checkpoint",
+        ),
+        (
+            ["-v", "a.mp4", "-a", "b.wav", "-o", "c.mp4", "-c", "model_dir", "--bank-video", "d.mp4"],
+            "--bank-video goes with the bank engine",
+        ),
+        (
+            ["--jobs", "j.csv", "--engine", "stylelipsync", "--bank-video", "d.mp4"],
+            "--bank-video goes with the bank engine",
+        ),
+        (
+            ["-v", "a.mp4", "-a", "b.wav", "-o", "c.mp4", "--w-avg", "w.pth"],
+            "--w-avg goes with an official .pth --checkpoint",
+        ),
     ],
 )
 def test_usage_errors(args: list[str], fragment: str) -> None:
@@ -362,3 +383,123 @@ def test_compile_falls_back_when_compiling_fails(
     assert result.exit_code == 0, result.output
     frames = [[f.image.tobytes() for f in VideoReader(path)] for path in (plain, compiled)]
     assert frames[0] == frames[1]
+
+
+# ----------------------------------------------------------------------------------------------- engines
+
+
+class FakePipeline:
+    """Stands in for a loaded `LipSyncPipeline`: records how it was loaded and each call's options, renders
+    nothing, and answers a `GenerateResult` with one warning."""
+
+    def __init__(self, path: Path | None, **loaded: Any) -> None:
+        self.path, self.loaded = path, loaded
+        self.calls: list[tuple[Path, GenerateOptions]] = []
+
+    def __call__(
+        self, video: Path, audio: Path, output: Path, options: GenerateOptions, progress: Any = False
+    ) -> GenerateResult:
+        self.calls.append((Path(video), options))
+        engine = options.engine or ("stylelipsync" if self.path is not None else "bank")
+        return GenerateResult(
+            output_path=Path(output),
+            frames=16,
+            frames_with_face=16,
+            fps=25.0,
+            seconds=0.5,
+            width=64,
+            height=64,
+            source_frames=1,
+            engine=engine,
+            warnings=["the bank has few open-mouth shapes"],
+        )
+
+
+@pytest.fixture
+def fake_pipelines(monkeypatch: pytest.MonkeyPatch) -> list[FakePipeline]:
+    """`LipSyncPipeline.from_pretrained` replaced by `FakePipeline`; the pipelines it made, in order."""
+    made: list[FakePipeline] = []
+
+    def from_pretrained(path: Path | None = None, **loaded: Any) -> FakePipeline:
+        made.append(FakePipeline(path, **loaded))
+        return made[-1]
+
+    monkeypatch.setattr(LipSyncPipeline, "from_pretrained", staticmethod(from_pretrained))
+    return made
+
+
+@pytest.mark.parametrize(
+    "flags,engine,with_checkpoint",
+    [
+        ([], "bank", False),
+        (["--engine", "bank"], "bank", False),
+        (["-c", "MODEL"], "stylelipsync", True),
+        (["--engine", "stylelipsync"], "stylelipsync", False),
+        (["--engine", "stylelipsync", "-c", "MODEL"], "stylelipsync", True),
+    ],
+)
+def test_the_engine_reaches_the_pipeline_and_its_options(
+    fake_pipelines: list[FakePipeline],
+    model_dir: Path,
+    assets: dict[str, Path],
+    tmp_path: Path,
+    flags: list[str],
+    engine: str,
+    with_checkpoint: bool,
+) -> None:
+    """bank without --checkpoint, stylelipsync with one (or when asked for: the shipped demo model)."""
+    flags = [str(model_dir) if f == "MODEL" else f for f in flags]
+    out = tmp_path / "o.mp4"
+    result = invoke("generate", "-v", assets["photo"], "-a", assets["speech"], "-o", out, *flags)
+    assert result.exit_code == 0, result.output
+    [pipe] = fake_pipelines
+    assert pipe.loaded["engine"] == engine and pipe.path == (model_dir if with_checkpoint else None)
+    [(video, options)] = pipe.calls
+    assert video == assets["photo"] and options.engine == engine and options.bank_video == ()
+    assert f", {engine} engine" in result.stdout
+    assert "warning: the bank has few open-mouth shapes" in result.stdout
+
+
+def test_bank_video_is_repeatable_and_checked_before_loading(
+    fake_pipelines: list[FakePipeline], assets: dict[str, Path], tmp_path: Path
+) -> None:
+    base = ["generate", "-v", assets["photo"], "-a", assets["speech"], "-o", tmp_path / "o.mp4"]
+    result = invoke(*base, "--bank-video", assets["clip"], "--bank-video", assets["speech44_video"])
+    assert result.exit_code == 0, result.output
+    [(_, options)] = fake_pipelines[0].calls
+    assert options.engine == "bank"
+    assert options.bank_video == (str(assets["clip"]), str(assets["speech44_video"]))
+    missing = invoke(*base, "--bank-video", assets["clip"], "--bank-video", tmp_path / "gone.mp4")
+    assert_user_error(missing, MediaError.exit_code, "gone.mp4: file not found")
+    assert len(fake_pipelines) == 1  # the second run stopped before loading anything
+
+
+def test_jobs_csv_rows_choose_their_engine(
+    fake_pipelines: list[FakePipeline], model_dir: Path, assets: dict[str, Path], tmp_path: Path
+) -> None:
+    """A row's engine and bank_video (`;`-separated, relative to the CSV) override the command's; a bad
+    engine fails its row alone, naming the column and the choices."""
+    (tmp_path / "person.mp4").write_bytes(b"x")
+    jobs = tmp_path / "jobs.csv"
+    photo, speech = assets["photo"], assets["speech"]
+    jobs.write_text(
+        "video,audio,output,engine,bank_video\n"
+        f"{photo},{speech},one.mp4,,\n"
+        f"{photo},{speech},two.mp4,bank,person.mp4; {assets['clip']}\n"
+        f"{photo},{speech},three.mp4,Wav2Lip,\n"
+    )
+    result = invoke("generate", "--jobs", jobs, "-c", model_dir)
+    assert result.exit_code == 1, result.output
+    [pipe] = fake_pipelines
+    assert pipe.loaded["engine"] == "stylelipsync" and pipe.path == model_dir
+    assert [(o.engine, o.bank_video) for _, o in pipe.calls] == [
+        ("stylelipsync", ()),
+        ("bank", (str(tmp_path / "person.mp4"), str(assets["clip"]))),
+    ]
+    assert f"[1/3] {tmp_path / 'one.mp4'}: done (16 frames, faces in 16, 0.5 s, stylelipsync engine)" in (
+        result.stdout
+    )
+    assert f"[2/3] {tmp_path / 'two.mp4'}: done (16 frames, faces in 16, 0.5 s, bank engine)" in result.stdout
+    assert f"[2/3] {tmp_path / 'two.mp4'}: warning: the bank has few open-mouth shapes" in result.stderr
+    assert "line 4: column engine: 'Wav2Lip' is not an engine; use bank or stylelipsync" in result.stderr
+    assert "2 of 3 jobs done, 1 failed" in result.stdout

@@ -35,11 +35,12 @@ from fastapi.testclient import TestClient
 from stylelipsync.cli import cli
 from stylelipsync.errors import StyleLipSyncError
 from stylelipsync.media import VideoReader, VideoWriter, cut_clip, load_audio, probe
-from stylelipsync.serve.app import create_app
+from stylelipsync.pipelines import GenerateOptions, GenerateResult
+from stylelipsync.serve.app import ApiError, create_app, parse_options
 from stylelipsync.serve.db import Job, JobStore
 from stylelipsync.serve.service import JobService, ServeSettings
 from stylelipsync.serve.uploads import UploadRejectedError, receive_form
-from stylelipsync.serve.worker import WorkerPool, WorkerSpec
+from stylelipsync.serve.worker import WorkerPool, WorkerSpec, run_job
 
 CLIPS = (
     "pcavs_Audio_Source_00086.mp4",
@@ -145,9 +146,13 @@ def test_health_page_api_docs_and_openapi(server: tuple[TestClient, Path]) -> No
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["workers"] == 1 and health["auth"] is False
     assert health["max_upload_mb"] == 2 and health["max_seconds"] == MAX_SECONDS
+    assert health["engine"] == "stylelipsync"  # started with a checkpoint
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="submit-form"' in page.text and "/static/app.js" in page.text
+    assert '<select name="engine" id="engine">' in page.text and 'id="engine-hint"' in page.text
+    script = client.get("/static/app.js").text
+    assert 'data.append("engine", form.engine.value)' in script and "health.engine" in script
     for name in ("app.js", "style.css", "docs.js"):
         static = client.get(f"/static/{name}")
         assert static.status_code == 200
@@ -157,9 +162,10 @@ def test_health_page_api_docs_and_openapi(server: tuple[TestClient, Path]) -> No
     spec = client.get("/openapi.json").json()
     assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/video", "/healthz"} <= set(spec["paths"])
     body = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert body["required"] == ["video", "audio"] and {"loop", "face_index", "keep_silence"} <= set(
+    assert body["required"] == ["video", "audio"] and {"loop", "face_index", "keep_silence", "engine"} <= set(
         body["properties"]
     )
+    assert body["properties"]["engine"]["enum"] == ["bank", "stylelipsync"]
     assert set(spec["paths"]["/v1/jobs/{job_id}"]) == {"get", "delete"}
 
 
@@ -188,7 +194,7 @@ def test_a_job_runs_to_done_and_only_then_its_video_is_served(
     assert job["status"] == "done", job
     assert job["progress"] == 1 and job["frames_done"] == job["frames_total"] == 25
     assert job["error"] is None and job["created"].endswith("Z") and job["finished"] >= job["created"]
-    assert job["options"] == {"loop": "forward", "keep_silence": True}
+    assert job["options"] == {"loop": "forward", "keep_silence": True, "engine": "stylelipsync"}
     assert job["video_name"] == "clip0.mp4" and job["audio_name"] == "speech.wav" and job["runs"] == 1
     assert job["video_url"] == f"/v1/jobs/{job_id}/video"
     video = client.get(job["video_url"])
@@ -279,6 +285,22 @@ ERROR_CASES = {
         "bad_option",
         "keep_silence",
         "true or",
+    ),
+    "bad engine": (
+        ("clip0", "speech"),
+        {"engine": "wav2lip"},
+        422,
+        "bad_option",
+        "engine",
+        "engine must be bank or stylelipsync; got 'wav2lip'",
+    ),
+    "bank video": (
+        ("clip0", "speech"),
+        {"bank_video": "other.mp4"},
+        422,
+        "unknown_field",
+        "bank_video",
+        "bank_video is not available on the server",
     ),
     "unknown field": (
         ("clip0", "speech"),
@@ -521,6 +543,47 @@ def test_a_worker_that_does_not_stop_a_cancelled_job_is_killed_and_replaced(tmp_
     assert after is not None and after.status == "cancelled" and after.worker_pid is None
 
 
+def test_the_engine_field_is_validated_and_passed_to_the_pipeline(tmp_path: Path) -> None:
+    """The form's engine (any case) reaches `GenerateOptions` in the worker; the job row keeps it."""
+    from stylelipsync.engines import ENGINES
+    from stylelipsync.serve import app
+
+    assert app.ENGINES == ENGINES
+    assert parse_options({"engine": " Bank "}) == {"engine": "bank"}
+    with pytest.raises(ApiError, match="engine must be bank or stylelipsync"):
+        parse_options({"engine": ""})
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    options = parse_options({"engine": "bank", "loop": "hold"})
+    store.add(
+        Job(id=str(uuid.uuid4()), status="queued", created=time.time(), video_file="v", audio_file="a",
+            options=options)
+    )  # fmt: skip
+    job = store.claim(os.getpid())
+    assert job is not None
+    seen: list[GenerateOptions] = []
+
+    def pipe(video: Path, audio: Path, output: Path, options: GenerateOptions, progress: Any) -> Any:
+        seen.append(options)
+        return GenerateResult(Path(output), 5, 5, 25.0, 0.1, 8, 8, 5, engine=str(options.engine))
+
+    spec = WorkerSpec(str(tmp_path), str(tmp_path / "jobs.sqlite3"), None, None, "cpu", 1, os.getpid())
+    run_job(pipe, store, job, spec)
+    [used] = seen
+    assert used.engine == "bank" and used.loop == "hold"
+    done = store.get(job.id)
+    assert done is not None and done.status == "done" and done.public()["options"]["engine"] == "bank"
+
+
+def test_the_server_engine_defaults_to_bank_without_a_checkpoint(tmp_path: Path, model_dir: Path) -> None:
+    assert ServeSettings(data_dir=tmp_path).default_engine == "bank"
+    assert ServeSettings(data_dir=tmp_path, checkpoint=model_dir).default_engine == "stylelipsync"
+    chosen = ServeSettings(data_dir=tmp_path, engine="stylelipsync")
+    assert chosen.default_engine == "stylelipsync"
+    assert JobService(chosen)._worker_spec().engine == "stylelipsync"
+    health = TestClient(create_app(ServeSettings(data_dir=tmp_path))).get("/healthz").json()
+    assert health["engine"] == "bank"
+
+
 # -------------------------------------------------------------------------------------------------- auth
 
 V1_CALLS = (
@@ -570,6 +633,19 @@ def test_cli_warns_when_serving_publicly_without_a_token(tmp_path: Path) -> None
         assert quiet.exit_code == 4 and "warning" not in quiet.stderr
     local = CliRunner().invoke(cli, ["serve", "--checkpoint", str(missing)], env={"STYLELIPSYNC_TOKEN": ""})
     assert local.exit_code == 4 and "warning" not in local.stderr
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--engine", "bank", "--checkpoint", "model_dir"], "--engine bank renders from the video itself"),
+        (["--engine", "gan"], "'gan' is not one of 'bank', 'stylelipsync'"),
+    ],
+)
+def test_cli_refuses_a_bad_engine(tmp_path: Path, args: list[str], fragment: str) -> None:
+    result = CliRunner().invoke(cli, ["serve", "--data-dir", str(tmp_path / "d"), *args])
+    assert result.exit_code == 2 and fragment in result.stderr
+    assert not (tmp_path / "d").exists()
 
 
 def test_cli_refuses_a_model_its_workers_cannot_load(tmp_path: Path) -> None:

@@ -76,15 +76,20 @@ _prefer_passive_openmp()
 GENERATE_EXAMPLES = """
 \b
 Examples:
-  stylelipsync generate -v person.mp4 -a speech.wav -o dubbed.mp4 -c model_dir
-  stylelipsync generate -v photo.jpg -a speech.mp3 -o talking.mp4 -c model_dir
-  stylelipsync generate --jobs jobs.csv -c model_dir      # CSV columns: video,audio,output
+  stylelipsync generate -v person.mp4 -a speech.wav -o dubbed.mp4                # bank engine
+  stylelipsync generate -v photo.jpg -a speech.mp3 -o talking.mp4 --bank-video person.mp4
+  stylelipsync generate -v person.mp4 -a speech.wav -o dubbed.mp4 -c model_dir   # stylelipsync engine
+  stylelipsync generate --jobs jobs.csv                    # CSV columns: video,audio,output[,engine,...]
 """
+
+ENGINE_NAMES = ("bank", "stylelipsync")
+"""The `--engine` choices (`stylelipsync.engines.ENGINES`, repeated here so that the CLI imports no torch)."""
 
 
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--checkpoint/-c``, ``--w-avg`` and ``--device``: which model a command loads, shared by every command
-    that runs the pipeline (generate, batch, serve)."""
+    """``--engine``, ``--checkpoint/-c``, ``--w-avg`` and ``--device``: how a command renders and which model
+    it loads, shared by every command that runs the pipeline (generate, batch, serve). Resolve them with
+    `resolve_engine`."""
     func = click.option(
         "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
     )(func)
@@ -93,12 +98,33 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
         type=click.Path(path_type=Path),
         help="Official w_avg.pth to go with an official .pth checkpoint.",
     )(func)
-    return click.option(
+    func = click.option(
         "--checkpoint",
         "-c",
         type=click.Path(path_type=Path),
-        help="Model directory, or an official .pth (with --w-avg). Default: the shipped model.",
+        help="StyleLipSync model directory, or an official .pth (with --w-avg): selects the stylelipsync "
+        "engine.",
     )(func)
+    return click.option(
+        "--engine",
+        type=click.Choice(ENGINE_NAMES),
+        help="Renderer. bank: real mouths from the person's own video, chosen by the speech (the default "
+        "without --checkpoint). stylelipsync: the network (the default with --checkpoint; the shipped demo "
+        "model without one).",
+    )(func)
+
+
+def resolve_engine(engine: str | None, checkpoint: Path | None, w_avg: Path | None) -> str:
+    """The engine a command renders with: `--engine`, else stylelipsync with `--checkpoint` and bank
+    without; a usage error for combinations that mean nothing."""
+    if engine == "bank" and checkpoint is not None:
+        raise click.UsageError(
+            "--engine bank renders from the video itself and loads no model: drop --checkpoint, or use "
+            "--engine stylelipsync to render with that model"
+        )
+    if w_avg is not None and checkpoint is None:
+        raise click.UsageError("--w-avg goes with an official .pth --checkpoint; give both or neither")
+    return engine or ("stylelipsync" if checkpoint is not None else "bank")
 
 
 @cli.command(epilog=GENERATE_EXAMPLES)
@@ -113,8 +139,8 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--jobs",
     type=click.Path(path_type=Path),
-    help="CSV with columns video,audio,output (relative to the CSV's folder): run many jobs, continuing "
-    "past failures.",
+    help="CSV with columns video,audio,output (relative to the CSV's folder) and optional option columns "
+    "(engine, bank_video, fps, ...; docs/batch.md): run many jobs, continuing past failures.",
 )
 @model_options
 @click.option(
@@ -178,12 +204,20 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--crop-output", type=click.Path(path_type=Path), help="Also write the 256² face crops to this MP4."
 )
+@click.option(
+    "--bank-video",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Another video (or photo) of the same person whose mouths the bank engine may use too; repeat it "
+    "for several. Bank engine only.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file (never an input).")
 @user_errors
 def generate(**opts: Any) -> None:
     """Dub VIDEO (or a photo) with AUDIO and write OUTPUT (see docs/generate.md)."""
     jobs: Path | None = opts.pop("jobs")
     paths = (opts.pop("video"), opts.pop("audio"), opts.pop("output"))
+    opts["engine"] = resolve_engine(opts["engine"], opts["checkpoint"], opts["w_avg"])
     _check_generate_usage(jobs, paths, opts)
     debug = click.get_current_context().find_root().params.get("debug", False)
     if jobs is None:
@@ -192,6 +226,8 @@ def generate(**opts: Any) -> None:
 
     checkpoint, w_avg, device = opts.pop("checkpoint"), opts.pop("w_avg"), opts.pop("device")
     precision, compile_model, threads = opts.pop("precision"), opts.pop("compile_model"), opts.pop("threads")
+    engine = opts["engine"]
+    opts["bank_video"] = tuple(str(p) for p in opts["bank_video"])
     try:
         common = GenerateOptions().updated(**opts)
     except ValueError as exc:
@@ -208,7 +244,7 @@ def generate(**opts: Any) -> None:
 
         torch.set_num_threads(threads)
     pipe = LipSyncPipeline.from_pretrained(
-        checkpoint, w_avg=w_avg, device=device, precision=precision, compile=compile_model
+        checkpoint, w_avg=w_avg, device=device, precision=precision, compile=compile_model, engine=engine
     )
     if rows is not None:
         _run_jobs(pipe, rows, debug)
@@ -220,7 +256,11 @@ def generate(**opts: Any) -> None:
 
 
 def _check_generate_usage(jobs: Path | None, paths: tuple[Path | None, ...], opts: dict[str, Any]) -> None:
-    """Either --jobs, or all of --video, --audio and --output."""
+    """Either --jobs, or all of --video, --audio and --output; --bank-video only with the bank engine."""
+    if opts["bank_video"] and opts["engine"] != "bank":
+        raise click.UsageError(
+            "--bank-video goes with the bank engine: drop it, or drop --checkpoint / --engine stylelipsync"
+        )
     if jobs is not None:
         if any(paths) or opts["crop_output"]:
             raise click.UsageError(
@@ -240,7 +280,9 @@ def _precheck(video: Path, audio: Path, output: Path, opts: dict[str, Any]) -> N
 
     check_file(video)
     check_file(audio)
-    check_output(output, [video, audio], opts["overwrite"])
+    for extra in opts["bank_video"]:
+        check_file(extra)
+    check_output(output, [video, audio, *opts["bank_video"]], opts["overwrite"])
 
 
 def _run_jobs(pipe: Any, jobs: list[Any], debug: bool) -> None:

@@ -16,18 +16,18 @@ from click.core import ParameterSource
 
 from stylelipsync.batch.jobs import Job
 from stylelipsync.cli import cli as main_group
-from stylelipsync.cli import model_options, user_errors
+from stylelipsync.cli import model_options, resolve_engine, user_errors
 
 BATCH_EXAMPLES = """
 \b
 Examples:
-  stylelipsync batch jobs.csv -c model_dir                     # here, one job after another
+  stylelipsync batch jobs.csv                                  # bank engine, here, one job after another
   stylelipsync batch jobs.csv -c model_dir --ray auto          # a local Ray instance, one worker per CPU
   stylelipsync batch jobs.csv -c /shared/model --ray head-node:6379 --workers 8 --gpus-per-worker 1
 \b
 jobs.csv has the columns video,audio,output (paths relative to its folder) and, optionally, generate
-options per row (fps, loop, trim, keep_silence, face_index, bbox, reference_frame, batch_size,
-crop_output, overwrite). Results go to jobs.results.csv; run the same command again to resume.
+options per row (engine, bank_video, fps, loop, trim, keep_silence, face_index, bbox, reference_frame,
+batch_size, crop_output, overwrite). Results go to jobs.results.csv; run the same command again to resume.
 """
 
 RAY_ONLY = ("workers", "cpus_per_worker", "gpus_per_worker", "retries")
@@ -88,6 +88,7 @@ def batch(
     gpus_per_worker: float,
     retries: int,
     retry_failed: bool,
+    engine: str | None,
     checkpoint: Path | None,
     w_avg: Path | None,
     device: str,
@@ -95,9 +96,11 @@ def batch(
 ) -> None:
     """Dub every row of JOBS.csv; resumable, locally or on a Ray cluster (see docs/batch.md).
 
-    The command-line generate options apply to every row; a row's option columns override them.
+    The command-line generate options (and the engine) apply to every row; a row's option columns override
+    them.
     """
     ctx = click.get_current_context()
+    engine = resolve_engine(engine, checkpoint, w_avg)
     if ray_address is None:
         for name in RAY_ONLY:
             if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT:
@@ -113,7 +116,7 @@ def batch(
     from stylelipsync.pipelines.options import GenerateOptions
 
     try:
-        common = GenerateOptions().updated(**generate_opts)
+        common = GenerateOptions().updated(engine=engine, **generate_opts)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     jobs = read_jobs(
@@ -128,7 +131,9 @@ def batch(
         from stylelipsync.batch.runner import LocalBackend
         from stylelipsync.pipelines import LipSyncPipeline
 
-        yield LocalBackend(LipSyncPipeline.from_pretrained(checkpoint, w_avg=w_avg, device=device))
+        yield LocalBackend(
+            LipSyncPipeline.from_pretrained(checkpoint, w_avg=w_avg, device=device, engine=engine)
+        )
 
     @contextmanager
     def on_ray(todo: Sequence[Job]) -> Iterator[Any]:
@@ -144,7 +149,7 @@ def batch(
                 f"Ray: starting {count} worker(s)" + (f"; dashboard: http://{url}" if url else ""),
                 file=sys.stderr,
             )
-            pool = RayPool(count, checkpoint, w_avg, device, cpus_per_worker, gpus_per_worker)
+            pool = RayPool(count, checkpoint, w_avg, device, cpus_per_worker, gpus_per_worker, engine=engine)
             with pool.start():
                 yield RayBackend(pool, retries)
 

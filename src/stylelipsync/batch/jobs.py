@@ -1,9 +1,9 @@
 """The jobs CSV: one dubbing job per row, columns `video,audio,output` plus optional generate options.
 
-Relative paths are taken from the CSV's folder. An option column (e.g. `fps`, `loop`, `keep_silence`,
-`bbox`) overrides the command-line value for its row; an empty cell keeps it. A row that cannot run (a
-missing path, an unreadable option value, an output shared with another row) becomes a job that carries
-its problem: it is reported failed without being run, and the other rows go on.
+Relative paths are taken from the CSV's folder. An option column (e.g. `engine`, `bank_video`, `fps`,
+`loop`, `keep_silence`, `bbox`) overrides the command-line value for its row; an empty cell keeps it. A row
+that cannot run (a missing path, an unreadable option value, an output shared with another row) becomes a
+job that carries its problem: it is reported failed without being run, and the other rows go on.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class Job:
         options = self.options
         if options is not None and options.crop_output is not None:
             options = replace(options, crop_output=_absolute(Path(options.crop_output)))
+        if options is not None and options.bank_video:
+            options = replace(options, bank_video=tuple(os.path.abspath(p) for p in options.bank_video))
         return replace(
             self,
             video=_absolute(self.video),
@@ -132,6 +134,12 @@ def _job(row: dict[str, str], index: int, line: int, base: Path, common: Any, pa
             changes[field] = _PARSERS[field](text, base)
         except ValueError as exc:
             return replace(job, problem=f"{path}: line {line}: column {column}: {exc}")
+    if changes.get("bank_video") and changes.get("engine", common.engine) == "stylelipsync":
+        return replace(
+            job,
+            problem=f"{path}: line {line}: column bank_video goes with the bank engine, but the row renders "
+            "with stylelipsync; set its engine column to bank or empty its bank_video cell",
+        )
     try:
         options = common.updated(**changes)
     except ValueError as exc:
@@ -180,7 +188,24 @@ def _path(text: str, base: Path) -> Path:
     return Path(text) if Path(text).is_absolute() else base / text
 
 
+def _engine(text: str, _base: Path) -> str:
+    """The engine a cell names (any case); `ValueError` listing the choices."""
+    from stylelipsync.engines import ENGINES
+
+    name = text.lower()
+    if name not in ENGINES:
+        raise ValueError(f"{text!r} is not an engine; use {' or '.join(ENGINES)}")
+    return name
+
+
+def _paths(text: str, base: Path) -> tuple[str, ...]:
+    """One path, or several separated by `;` (each relative to the CSV's folder)."""
+    return tuple(str(_path(part.strip(), base)) for part in text.split(";") if part.strip())
+
+
 _PARSERS: dict[str, Callable[[str, Path], Any]] = {
+    "engine": _engine,
+    "bank_video": _paths,
     "batch_size": _int,
     "fps": _float,
     "face_index": _int,

@@ -12,12 +12,13 @@ import csv
 import fcntl
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stylelipsync.errors import OutputError
 
-FIELDS = ("job", "status", "seconds", "frames", "error", "attempts")
+FIELDS = ("job", "status", "seconds", "frames", "error", "attempts", "engine")
+"""The results file's columns (`engine` came last, so files written before it still read)."""
 DONE = "done"
 FAILED = "failed"
 
@@ -35,6 +36,10 @@ class Outcome:
     frames_with_face: int = 0
     internal: bool = False
     detail: str = ""
+    engine: str = ""
+    """The engine that rendered the job ("bank" or "stylelipsync"; empty if it did not run)."""
+    warnings: list[str] = field(default_factory=list)
+    """The pipeline's warnings about the job's result (e.g. a bank with poor mouth coverage)."""
 
     @property
     def ok(self) -> bool:
@@ -93,6 +98,7 @@ class Manifest:
                 outcome.frames,
                 " ".join(outcome.error.split()),
                 outcome.attempts,
+                outcome.engine,
             ]
         )
         self._append(buf.getvalue())
@@ -142,6 +148,7 @@ def _parse(row: dict[str, str]) -> Outcome | None:
             frames=int(row.get("frames") or 0),
             error=row.get("error") or "",
             attempts=int(row.get("attempts") or 1),
+            engine=row.get("engine") or "",
         )
     except ValueError:
         return None

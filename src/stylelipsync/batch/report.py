@@ -62,6 +62,16 @@ def _label(job: Job, total: int) -> str:
     return f"[{job.index}/{total}]" + (f" {job.output}" if job.output is not None else "")
 
 
+def _done_lines(label: str, outcome: Outcome) -> list[str]:
+    """A finished job's line (frames, faces, time, engine), then its warnings."""
+    engine = f", {outcome.engine} engine" if outcome.engine else ""
+    line = (
+        f"{label}: done ({outcome.frames} frames, faces in {outcome.frames_with_face}, "
+        f"{outcome.seconds:.1f} s{engine})"
+    )
+    return [line, *(f"{label}: warning: {text}" for text in outcome.warnings)]
+
+
 class EchoReporter(Reporter):
     """`generate --jobs`: the pipeline's own bars, then one line per job and a count at the end."""
 
@@ -77,10 +87,10 @@ class EchoReporter(Reporter):
     def finished(self, job: Job, outcome: Outcome) -> None:
         label = _label(job, self.total)
         if outcome.ok:
-            click.echo(
-                f"{label}: done ({outcome.frames} frames, faces in {outcome.frames_with_face}, "
-                f"{outcome.seconds:.1f} s)"
-            )
+            line, *warnings = _done_lines(label, outcome)
+            click.echo(line)
+            for text in warnings:
+                click.secho(text, fg="yellow", err=True)
             return
         if outcome.internal and self.debug:
             click.echo(outcome.detail, err=True)
@@ -133,10 +143,10 @@ class BarReporter(EchoReporter):
             self._jobs.update(1)
         label = _label(job, self.total)
         if outcome.ok:
-            self._write(
-                f"{label}: done ({outcome.frames} frames, faces in {outcome.frames_with_face}, "
-                f"{outcome.seconds:.1f} s)"
-            )
+            line, *warnings = _done_lines(label, outcome)
+            self._write(line)
+            for text in warnings:
+                self._write(click.style(text, fg="yellow"), err=True)
         else:
             if outcome.internal and self.debug:
                 self._write(outcome.detail, err=True)

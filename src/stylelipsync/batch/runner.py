@@ -65,7 +65,13 @@ def run_job(pipe: Any, job: Job, progress: Any = False) -> Outcome:
             detail=traceback.format_exc(),
         )
     return Outcome(
-        job.key, DONE, seconds=result.seconds, frames=result.frames, frames_with_face=result.frames_with_face
+        job.key,
+        DONE,
+        seconds=result.seconds,
+        frames=result.frames,
+        frames_with_face=result.frames_with_face,
+        engine=result.engine,
+        warnings=list(result.warnings),
     )
 
 
@@ -261,6 +267,9 @@ class ProgressHub:
 class DubbingWorker:
     """A Ray actor holding one loaded pipeline; runs the jobs sent to it one at a time, in order.
 
+    `engine` is the pipeline's default engine (`LipSyncPipeline.from_pretrained`); a job's own
+    `options.engine` picks the engine of that job, the other one being loaded on first use.
+
     A model that cannot be loaded is not raised here (Ray would keep restarting the actor): `ready()`
     returns the message, and every job sent to it fails with it. The progress hub is found by name, so that
     the constructor's arguments are plain values that a restart can always reuse.
@@ -274,6 +283,7 @@ class DubbingWorker:
         w_avg: str | None,
         device: str,
         threads: int,
+        engine: str | None = None,
     ) -> None:
         if "torch" not in sys.modules:
             os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -288,7 +298,7 @@ class DubbingWorker:
         self.pipe: Any = None
         self.error: str | None = None
         try:
-            self.pipe = LipSyncPipeline.from_pretrained(checkpoint, w_avg=w_avg, device=device)
+            self.pipe = LipSyncPipeline.from_pretrained(checkpoint, w_avg=w_avg, device=device, engine=engine)
         except StyleLipSyncError as exc:
             self.error = str(exc)
         self.hub.update.remote(slot, self.pid, None, 0, 0)
@@ -327,7 +337,8 @@ class RayPool:
     """`workers` `DubbingWorker` actors on the connected Ray cluster, and their progress hub.
 
     Paths (checkpoint, inputs, outputs) must be valid on every node: a shared file system mounted at the
-    same place everywhere.
+    same place everywhere. `engine` is the workers' default engine (None: bank without a checkpoint,
+    stylelipsync with one); each job's `options.engine` still chooses its own.
     """
 
     def __init__(
@@ -338,6 +349,7 @@ class RayPool:
         device: str = "auto",
         cpus_per_worker: float = 1.0,
         gpus_per_worker: float = 0.0,
+        engine: str | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -345,6 +357,7 @@ class RayPool:
         self.checkpoint = os.path.abspath(checkpoint) if checkpoint is not None else None
         self.w_avg = os.path.abspath(w_avg) if w_avg is not None else None
         self.device = device
+        self.engine = engine
         self.cpus_per_worker, self.gpus_per_worker = cpus_per_worker, gpus_per_worker
         self.actors: list[Any] = []
         self.pids: list[int] = []
@@ -412,7 +425,9 @@ class RayPool:
             max_task_retries=0,
         )
         threads = max(1, int(self.cpus_per_worker))
-        return actor.remote(slot, self.hub_name, self.checkpoint, self.w_avg, self.device, threads)
+        return actor.remote(
+            slot, self.hub_name, self.checkpoint, self.w_avg, self.device, threads, self.engine
+        )
 
     def snapshot(self) -> dict[int, tuple[int, Any, int, int]]:
         """slot → (process id, job tag, frames done, total) of each worker's current or last job."""
@@ -705,12 +720,15 @@ class RemotePipeline:
         cpus_per_worker: float = 1.0,
         gpus_per_worker: float = 0.0,
         poll_seconds: float = 0.25,
+        engine: str | None = None,
     ) -> None:
         self.ray = import_ray()
         if not self.ray.is_initialized():
             connect_ray(address, start_local=False)
         self.poll = poll_seconds
-        self.pool = RayPool(1, checkpoint, w_avg, device, cpus_per_worker, gpus_per_worker).start()
+        self.pool = RayPool(
+            1, checkpoint, w_avg, device, cpus_per_worker, gpus_per_worker, engine=engine
+        ).start()
 
     def __call__(
         self,

@@ -1,6 +1,6 @@
 """`stylelipsync evaluate`: score generated videos.
 
-Metrics: LSE, sync, CSIM, PSNR/SSIM/LPIPS, LMD, mouth sharpness, FID, silence leak.
+Metrics: LSE, sync, CSIM, PSNR/SSIM/LPIPS, LMD, mouth sharpness, mouth jitter and motion, FID, silence leak.
 """
 
 from __future__ import annotations
@@ -133,6 +133,7 @@ def evaluate(**opts: object) -> None:
       stylelipsync evaluate -g out/ -r src/ --metrics lse,sync,csim,psnr,ssim,lmd \\
           --syncnet-weights syncnet_v2.model --out results.json --plot sync.png
       stylelipsync evaluate -g dubbed.mp4 --metrics sync          # no weights needed
+      stylelipsync evaluate -g dubbed.mp4 -g input.mp4 -m sharpness,jitter   # compare the two rows
     """
     from stylelipsync.cli import user_errors
 

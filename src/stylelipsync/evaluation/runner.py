@@ -30,12 +30,13 @@ from stylelipsync.evaluation.fid import FeatureStats, FewSamplesWarning, fid
 from stylelipsync.evaluation.identity import ARCFACE_HELP, ArcFaceEmbedder, DlibEmbedder, cosine, load_arcface
 from stylelipsync.evaluation.image_quality import LPIPS_HELP, LPIPSMetric, match_size, psnr, ssim
 from stylelipsync.evaluation.inception import FEATURE_DIM, FID_HELP, FIDInceptionV3, load_fid_inception
+from stylelipsync.evaluation.jitter import mouth_jitter
 from stylelipsync.evaluation.lip_distance import lmd
 from stylelipsync.evaluation.lse import lse_score
 from stylelipsync.evaluation.mouth_opening import mouth_opening
 from stylelipsync.evaluation.offline_sync import energy_sync, lagged_correlation, predicted_sync
 from stylelipsync.evaluation.sharpness import video_sharpness
-from stylelipsync.evaluation.silence_leak import silence_leak
+from stylelipsync.evaluation.silence_leak import mouth_motion, silence_leak
 from stylelipsync.evaluation.syncnet_v2 import WEIGHTS_HELP, load_syncnet_v2
 from stylelipsync.face.crop import crop_transform, warp_to_crop
 from stylelipsync.face.track import FaceTrack
@@ -56,6 +57,7 @@ COLUMNS = {
     "lpips": ("lpips",),
     "lmd": ("lmd",),
     "sharpness": ("mouth_sharpness",),
+    "jitter": ("mouth_jitter", "mouth_motion"),
     "fid": ("fid",),
     "leak": ("leak_std_silent", "leak_std_speech", "leak_ratio"),
     "speaker": ("sync_speaker", "sync_speaker_lag"),
@@ -270,7 +272,7 @@ class Evaluator:
             )
         track: FaceTrack | None = None
         if (
-            metrics & {"sync", "lmd", "csim", "sharpness"}
+            metrics & {"sync", "lmd", "csim", "sharpness", "jitter"}
             or job.speaker is not None
             or self.inception is not None
             or (self.syncnet is not None and self.config.lse_mode == "wild")
@@ -296,6 +298,8 @@ class Evaluator:
             )
         if "sharpness" in metrics and track is not None:
             self._sharpness(result, job.generated, track)
+        if "jitter" in metrics and track is not None:
+            self._jitter(result, track)
         if self.inception is not None and track is not None:
             self._fid_features(result, job, track)
         return result
@@ -314,6 +318,17 @@ class Evaluator:
             result.notes.append(
                 f"mouth sharpness: {missing} of {sharp.considered} frames without a face left out"
             )
+
+    def _jitter(self, result: VideoResult, track: FaceTrack) -> None:
+        """Median frame-to-frame mouth jitter and std of the mouth opening, from the raw landmarks."""
+        jitter = mouth_jitter(track.raw, track.detected)
+        motion = mouth_motion(track)
+        result.values.update(
+            mouth_jitter=jitter if math.isfinite(jitter) else None,
+            mouth_motion=motion if math.isfinite(motion) else None,
+        )
+        if not math.isfinite(jitter):
+            result.notes.append("mouth jitter: fewer than 3 consecutive frames with a face")
 
     def _fid_features(self, result: VideoResult, job: Job, track: FaceTrack) -> None:
         """Add the job's face-crop features to the generated set, and to the reference set once per file."""
@@ -547,6 +562,8 @@ def _fmt(col: str, value: float | int | None) -> str:
         return "–"
     if col in INTEGER_COLUMNS:
         return f"{int(value):d}"
+    if col == "mouth_jitter":
+        return f"{value:.4f}"
     return f"{value:.2f}" if col in ("psnr", "lse_d", "lse_c", "fid", "mouth_sharpness") else f"{value:.3f}"
 
 

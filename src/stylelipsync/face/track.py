@@ -242,6 +242,7 @@ def track_face(
     smooth_s: float = 0.08,
     detector: FaceDetector | None = None,
     progress: Callable[[int], None] | None = None,
+    on_frame: Callable[[int, NDArray[np.uint8], NDArray[np.float32] | None], None] | None = None,
 ) -> FaceTrack:
     """Track one face through RGB uint8 frames (any iterable, consumed once; frames are not kept).
 
@@ -249,7 +250,9 @@ def track_face(
     given, else the `face_index`-th largest (0 = largest, the default). It is then followed by overlap with
     its previous position. After it has been lost for more than `max_gap_s`, the first rule picks it again.
     Gaps up to `max_gap_s` are interpolated; landmarks are smoothed with a centred Gaussian of σ = `smooth_s`
-    seconds. `progress(n)` is called after each frame with the number of frames done.
+    seconds. `progress(n)` is called after each frame with the number of frames done. `on_frame(t, frame,
+    landmarks)` sees every frame with its raw landmarks (None if none were found) while the frame is still at
+    hand, so a caller can keep what it needs of it (the mouth bank keeps face crops) without decoding again.
     """
     if face_index is not None and bbox is not None:
         raise ValueError("give face_index or bbox, not both")
@@ -283,6 +286,8 @@ def track_face(
             if landmarks is not None:
                 last_box, last_seen = landmark_box(landmarks), t
             raw.append(landmarks)
+            if on_frame is not None:
+                on_frame(t, frame, landmarks)
             if progress is not None:
                 progress(t + 1)
     finally:

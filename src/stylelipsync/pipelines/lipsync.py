@@ -30,6 +30,15 @@ import torch
 from tqdm.auto import tqdm
 
 from stylelipsync.audio import num_mel_frames, num_video_frames
+from stylelipsync.engines import (
+    DEFAULT_ENGINE,
+    Engine,
+    EngineInputs,
+    FrameCollector,
+    check_engine,
+    create_engine,
+)
+from stylelipsync.engines.stylelipsync import StyleLipSyncEngine
 from stylelipsync.errors import CheckpointError, FaceNotFoundError, MediaError, OutputError, StyleLipSyncError
 from stylelipsync.face.crop import crop_transforms
 from stylelipsync.face.geometry import FaceModel
@@ -40,9 +49,9 @@ from stylelipsync.media import MediaInfo, VideoReader, load_audio, probe, read_i
 from stylelipsync.media.container import check_file
 from stylelipsync.media.frame_store import FrameStore
 from stylelipsync.models import InferenceRunner, StyleLipSync, load_official_checkpoint
-from stylelipsync.pipelines.audio_drive import SAMPLE_RATE, AudioDrive
+from stylelipsync.pipelines.audio_drive import SAMPLE_RATE
 from stylelipsync.pipelines.options import GenerateOptions, GenerateResult
-from stylelipsync.pipelines.render import CROP_SIZE, Callback, Progress, Renderer, RenderPlan, StageTimer
+from stylelipsync.pipelines.render import CROP_SIZE, Callback, Progress, RenderPlan, StageTimer
 from stylelipsync.pipelines.sources import SourceFrames, needs_store, open_store, prefetch
 from stylelipsync.pipelines.timeline import source_indices
 
@@ -169,7 +178,12 @@ class _Job:
 
 
 class LipSyncPipeline:
-    """Loaded model + everything around it. Call it to dub one video; reuse it for many.
+    """Tracking, planning and muxing around a rendering engine. Call it to dub one video; reuse it for many.
+
+    Engines (`stylelipsync.engines`): "bank" (real mouths of the person's own video chosen by the speech; the
+    default without a model) and "stylelipsync" (the network). `LipSyncPipeline(model)` renders with that
+    network by default; `engine=` in a call (or `GenerateOptions.engine`) picks the other one for that call,
+    the shipped demo network being loaded on first use when no model was given.
 
     `precision`: "fp32" (default), "bf16" (autocast; fast only on CPUs with AVX512-BF16/AMX and on GPUs) or
     "fp16" (CUDA only). `compile`: wrap the face encoder and decoder in `torch.compile` (True = inductor, or
@@ -178,14 +192,21 @@ class LipSyncPipeline:
 
     def __init__(
         self,
-        model: StyleLipSync,
+        model: StyleLipSync | None = None,
         device: str | torch.device | None = "auto",
         precision: str = "fp32",
         compile: bool | str = False,
+        *,
+        engine: str | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
-        self.runner = InferenceRunner(self.model, self.device, precision=precision, compile=compile)
+        self.precision, self.compile = precision, compile
+        self._engines: dict[str, Engine] = {}
+        if model is not None:
+            self._engines["stylelipsync"] = StyleLipSyncEngine(model, self.device, precision, compile)
+        self.default_engine = check_engine(
+            engine or ("stylelipsync" if model is not None else DEFAULT_ENGINE)
+        )
 
     @classmethod
     def from_pretrained(
@@ -195,10 +216,50 @@ class LipSyncPipeline:
         device: str | torch.device | None = "auto",
         precision: str = "fp32",
         compile: bool | str = False,
+        engine: str | None = None,
     ) -> LipSyncPipeline:
-        """Load a native model directory, an official `.pth` (+ `w_avg.pth`) or the shipped model (None)."""
+        """A pipeline for a native model directory or an official `.pth` (+ `w_avg.pth`): the stylelipsync
+        engine; with no path, the bank engine (`engine="stylelipsync"` then loads the shipped demo model)."""
         dev = resolve_device(device)
-        return cls(load_model(path, w_avg), device=dev, precision=precision, compile=compile)
+        if engine is not None:
+            check_engine(engine)
+        if w_avg is not None and path is None:
+            raise CheckpointError(f"w_avg ({w_avg}) goes with an official .pth checkpoint; give the .pth too")
+        if path is not None and engine == "bank":
+            raise CheckpointError(
+                "--checkpoint selects the stylelipsync engine; drop it to use the bank engine"
+            )
+        wants_model = path is not None or engine == "stylelipsync"
+        model = load_model(path, w_avg) if wants_model else None
+        return cls(model, device=dev, precision=precision, compile=compile, engine=engine)
+
+    def engine(self, name: str | None = None) -> Engine:
+        """The engine `name` (default: the pipeline's), built on first use."""
+        name = check_engine(name or self.default_engine)
+        if name not in self._engines:
+            self._engines[name] = create_engine(
+                name, device=self.device, precision=self.precision, compile=self.compile
+            )
+        return self._engines[name]
+
+    def use_engine(self, engine: Engine) -> None:
+        """Render with this engine object whenever its name is asked for (e.g. a bank engine with another
+        audio → mouth-shape model)."""
+        self._engines[engine.name] = engine
+
+    @property
+    def model(self) -> StyleLipSync:
+        """The StyleLipSync network (loading the shipped demo model if the pipeline has none yet)."""
+        engine = self.engine("stylelipsync")
+        assert isinstance(engine, StyleLipSyncEngine)
+        return engine.model
+
+    @property
+    def runner(self) -> InferenceRunner:
+        """The network's inference runner (see `model`)."""
+        engine = self.engine("stylelipsync")
+        assert isinstance(engine, StyleLipSyncEngine)
+        return engine.runner
 
     def __call__(
         self,
@@ -222,25 +283,36 @@ class LipSyncPipeline:
         start = time.perf_counter()
         timer = StageTimer()
         opts = (options or GenerateOptions()).updated(**overrides)
+        engine = self.engine(opts.engine)
+        if opts.bank_video and engine.name != "bank":
+            raise StyleLipSyncError("--bank-video goes with the bank engine; drop --checkpoint or --engine")
         job = self._job(Path(video), Path(audio), Path(output), opts)
+        for extra in opts.bank_video:
+            check_file(Path(extra))
+        inputs = EngineInputs(
+            wave=job.wave,
+            fps=job.fps,
+            num_frames=len(job.src_idx),
+            audio_frames=job.audio_frames,
+            num_source=job.num_source,
+            is_image=job.info.is_image,
+            options=opts,
+        )
         sources = self._sources(job)
+        collected = engine.collector(inputs)
         try:
             with timer("track"):
-                track = self._track(job, sources, progress, timer, pipelined)
+                track = self._track(job, sources, progress, timer, pipelined, collected)
             plan = self._plan(job, track)
-            drive = AudioDrive(
-                job.wave, job.fps, len(job.src_idx), job.audio_frames, opts.keep_silence, self._mel_norm()
-            )
-            renderer = Renderer(
-                self.runner, self.device, plan, sources, drive, timer, callback, progress, pipelined
-            )
-            with_face = renderer.run()
+            report = engine.render(inputs, plan, sources, collected, timer, callback, progress, pipelined)
         finally:
             sources.close()
+            if collected is not None:
+                collected.close()
         return GenerateResult(
             output_path=job.output,
             frames=len(job.src_idx),
-            frames_with_face=with_face,
+            frames_with_face=report.frames_with_face,
             fps=job.fps,
             seconds=time.perf_counter() - start,
             width=plan.width,
@@ -248,11 +320,10 @@ class LipSyncPipeline:
             source_frames=job.num_source,
             crop_path=job.crop_path,
             stage_seconds=dict(timer.seconds),
+            engine=engine.name,
+            warnings=list(report.warnings),
+            details=dict(report.details),
         )
-
-    def _mel_norm(self) -> str:
-        """The audio front-end contract of the weights (configs older than the field mean "none")."""
-        return str(getattr(self.model.config, "mel_normalization", "none"))
 
     # -- inputs ---------------------------------------------------------------------------------------
 
@@ -294,7 +365,13 @@ class LipSyncPipeline:
     # -- pass 1 ---------------------------------------------------------------------------------------
 
     def _track(
-        self, job: _Job, sources: SourceFrames, progress: Progress, timer: StageTimer, pipelined: bool
+        self,
+        job: _Job,
+        sources: SourceFrames,
+        progress: Progress,
+        timer: StageTimer,
+        pipelined: bool,
+        collector: FrameCollector | None = None,
     ) -> FaceTrack:
         """Track the face over the source frames the timeline uses (filling the frame store, if any)."""
         bar = tqdm(total=job.needed, desc="tracking", unit="frame", disable=progress is not True, leave=False)
@@ -307,6 +384,7 @@ class LipSyncPipeline:
                 bbox=job.opts.bbox,
                 fps=job.fps,
                 progress=lambda n: bar.update(n - bar.n),
+                on_frame=collector,
             )
         finally:
             stream.close()  # stops the decoding thread and closes the reader, also on errors

@@ -37,6 +37,11 @@ class GenerateOptions:
     """Also write the 256² composite face crops to this MP4."""
     overwrite: bool = False
     """Replace existing output files (never an input)."""
+    engine: str | None = None
+    """Renderer: "bank" (real mouths of the person's own video) or "stylelipsync" (the network); None = the
+    pipeline's default ("bank" unless it was loaded from a checkpoint)."""
+    bank_video: tuple[str, ...] = ()
+    """Other videos (or photos) of the same person whose mouths the bank engine may use too."""
 
     def updated(self, **changes: Any) -> GenerateOptions:
         """A validated copy with `changes` applied; unknown names raise `TypeError`."""
@@ -65,16 +70,26 @@ class GenerateOptions:
         if self.reference_frame is not None and self.reference_frame < 0:
             raise ValueError(f"reference_frame must be >= 0, got {self.reference_frame}")
         LoopMode(self.loop)
+        if self.engine is not None:
+            from stylelipsync.engines import check_engine
+
+            check_engine(self.engine)
+        if isinstance(self.bank_video, str | Path):
+            raise ValueError("bank_video must be a list of paths, not one string")
+        self.bank_video = tuple(str(p) for p in self.bank_video)
+        if self.bank_video and self.engine == "stylelipsync":
+            raise ValueError("bank_video goes with the bank engine, not stylelipsync")
 
 
 @dataclass(frozen=True)
 class FrameOutput:
     """One output frame, handed to the `callback` of a pipeline call as soon as it is written.
 
-    `generated` is the decoder output x̂ (3, R, R) float32 on the CPU (nominally in [-1, 1], not clamped),
-    `composite` the 256² uint8 RGB crop after compositing with the keep-mask (what is pasted back),
-    `transform` the (2, 3) frame → crop similarity and `keep` the (256, 256) float32 keep-mask K (1 = frame
-    kept). All four are None for a frame without a face, which is written unchanged.
+    `generated` is the decoder output x̂ (3, R, R) float32 on the CPU (nominally in [-1, 1], not clamped;
+    None for the bank engine, which has no decoder), `composite` the engine's square uint8 RGB crop after
+    compositing with the keep-mask (what is pasted back: 256² for stylelipsync, the bank's crop size for the
+    bank), `transform` the (2, 3) frame → crop similarity and `keep` the float32 keep-mask K of the crop
+    (1 = frame kept). All four are None for a frame without a face, which is written unchanged.
     """
 
     index: int
@@ -100,6 +115,10 @@ class GenerateResult:
     source_frames: int
     crop_path: Path | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    engine: str = "stylelipsync"
+    warnings: list[str] = field(default_factory=list)
+    details: dict[str, float] = field(default_factory=dict)
+    """Engine figures (for the bank: entries, coverage, cuts per second, reshaped fraction)."""
 
     @property
     def frames_without_face(self) -> int:
@@ -119,8 +138,9 @@ class GenerateResult:
             f"{self.frames} frames at {self.fps:g} fps, {self.frames / self.fps:.2f} s)",
             f"faces found in {self.frames_with_face} of {self.frames} frames"
             + (f"; {no_face} without a face passed through unchanged" if no_face else ""),
-            f"took {self.seconds:.1f} s ({self.frames_per_second:.1f} frames/s)",
+            f"took {self.seconds:.1f} s ({self.frames_per_second:.1f} frames/s), {self.engine} engine",
         ]
+        lines += [f"warning: {w}" for w in self.warnings]
         if self.crop_path is not None:
             lines.append(f"face crops in {self.crop_path}")
         return "\n".join(lines)

@@ -37,6 +37,8 @@ STATIC_FILES = {
     "docs.js": "text/javascript",
 }
 LOOP_MODES = ("pingpong", "forward", "hold")
+ENGINES = ("bank", "stylelipsync")
+"""`stylelipsync.engines.ENGINES`, repeated so that the HTTP process never imports torch."""
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -53,6 +55,13 @@ UPLOAD_SCHEMA: dict[str, Any] = {
             "type": "string",
             "format": "binary",
             "description": "The speech: audio (wav, mp3, m4a, flac, ogg) or a video whose audio is used.",
+        },
+        "engine": {
+            "type": "string",
+            "enum": list(ENGINES),
+            "description": "bank: real mouths from the face video itself, chosen by the speech. "
+            "stylelipsync: the StyleLipSync network. Default: the server's (`engine` in /healthz; bank "
+            "unless the server was started with --checkpoint or --engine).",
         },
         "loop": {"type": "string", "enum": list(LOOP_MODES), "default": "pingpong"},
         "face_index": {"type": "integer", "minimum": 0, "description": "With several faces: 0 = largest."},
@@ -143,6 +152,18 @@ def parse_options(fields: dict[str, str]) -> dict[str, Any]:
             if value not in LOOP_MODES:
                 raise ApiError(422, "bad_option", f"loop must be one of {', '.join(LOOP_MODES)}", name)
             options[name] = value
+        elif name == "engine":
+            if value.lower() not in ENGINES:
+                raise ApiError(422, "bad_option", f"engine must be {' or '.join(ENGINES)}; got {raw!r}", name)
+            options[name] = value.lower()
+        elif name == "bank_video":
+            raise ApiError(
+                422,
+                "unknown_field",
+                "bank_video is not available on the server (it takes one face upload); dub with the "
+                "face video alone, or use `stylelipsync generate --bank-video`",
+                name,
+            )
         elif name in ("keep_silence", "trim"):
             if value.lower() not in _TRUE | _FALSE:
                 raise ApiError(422, "bad_option", f"{name} must be true or false; got {raw!r}", name)
@@ -297,6 +318,7 @@ def create_app(settings: ServeSettings, service: JobService | None = None) -> Fa
                         422, "missing_file", f"no {name} file: send it as the form field {name!r}", name
                     )
             options = parse_options(form.fields)
+            options.setdefault("engine", settings.default_engine)
             checked = await service.check(form.files["video"], form.files["audio"], form.names, options)
             job = Job(
                 id=job_id,
@@ -415,6 +437,7 @@ def create_app(settings: ServeSettings, service: JobService | None = None) -> Fa
             "auth": settings.token is not None,
             "max_upload_mb": settings.max_upload_bytes / 2**20,
             "max_seconds": settings.max_seconds,
+            "engine": settings.default_engine,
             "error": error if not ok else None,
         }
         return JSONResponse(body, status_code=200 if ok else 503)

@@ -13,12 +13,12 @@ from pathlib import Path
 import click
 
 from stylelipsync.cli import cli as main_group
-from stylelipsync.cli import model_options, user_errors
+from stylelipsync.cli import model_options, resolve_engine, user_errors
 
 SERVE_EXAMPLES = """
 \b
 Examples:
-  stylelipsync serve                                   # http://127.0.0.1:8000, shipped model
+  stylelipsync serve                                   # http://127.0.0.1:8000, bank engine
   stylelipsync serve -c model_dir --workers 2 --data-dir /srv/dubbing
   STYLELIPSYNC_TOKEN=secret stylelipsync serve --host 0.0.0.0
   curl -F video=@face.mp4 -F audio=@speech.wav http://127.0.0.1:8000/v1/jobs
@@ -85,6 +85,7 @@ def serve(
     port: int,
     data_dir: Path | None,
     workers: int,
+    engine: str | None,
     checkpoint: Path | None,
     w_avg: Path | None,
     device: str,
@@ -99,6 +100,7 @@ def serve(
     from stylelipsync.serve.app import create_app
     from stylelipsync.serve.service import JobService, ServeSettings, default_data_dir
 
+    engine = resolve_engine(engine, checkpoint, w_avg)
     token = token or None
     if not is_loopback(host) and token is None:
         click.secho(
@@ -123,12 +125,13 @@ def serve(
         max_upload_bytes=int(max_upload_mb * 2**20),
         max_seconds=max_seconds,
         ray_address=ray_address,
+        engine=engine,
     )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     where = (
         f"on {workers} Ray worker(s) at {ray_address}" if ray_address else f"in {workers} worker process(es)"
     )
-    click.echo(f"loading the model {where}; data in {settings.data_dir}", err=True)
+    click.echo(f"starting the {engine} engine {where}; data in {settings.data_dir}", err=True)
     service = JobService(settings)
     service.start()
     try:

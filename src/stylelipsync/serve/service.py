@@ -74,6 +74,13 @@ class ServeSettings:
     max_seconds: float = 600.0
     cancel_grace: float = 5.0
     ray_address: str | None = None
+    engine: str | None = None
+    """The engine of jobs that do not choose one; None: stylelipsync with a checkpoint, bank without."""
+
+    @property
+    def default_engine(self) -> str:
+        """The engine a job renders with when its form has no `engine` field."""
+        return self.engine or ("stylelipsync" if self.checkpoint is not None else "bank")
 
 
 class JobService:
@@ -202,6 +209,7 @@ class JobService:
             threads=max(1, cores // s.workers),
             parent_pid=os.getpid(),
             ray_address=s.ray_address,
+            engine=s.engine,
         )
 
     def _new_checker(self) -> ProcessPoolExecutor:

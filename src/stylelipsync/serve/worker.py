@@ -35,7 +35,7 @@ from stylelipsync.serve.db import RUNNING, Job, JobStore
 log = logging.getLogger("stylelipsync.serve")
 
 RESULT_PREFIX = "result-"
-_OPTION_FLAGS = re.compile(r"--(bbox|face-index|reference-frame|keep-silence|loop|fps|trim|no-trim)\b")
+_OPTION_FLAGS = re.compile(r"--(bbox|face-index|reference-frame|keep-silence|loop|fps|trim|no-trim|engine)\b")
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -113,6 +113,8 @@ class WorkerSpec:
     progress_seconds: float = 0.25
     ray_address: str | None = None
     """With `serve --ray`: run each job on a Ray worker at this address (`batch.runner.RemotePipeline`)."""
+    engine: str | None = None
+    """The pipeline's default engine (`LipSyncPipeline.from_pretrained`); a job's `engine` option wins."""
 
 
 class JobStoppedError(Exception):
@@ -191,9 +193,13 @@ def worker_main(spec: WorkerSpec, events: Any) -> None:
         if spec.ray_address:
             from stylelipsync.batch.runner import RemotePipeline
 
-            pipe: Any = RemotePipeline(spec.ray_address, spec.checkpoint, spec.w_avg, spec.device)
+            pipe: Any = RemotePipeline(
+                spec.ray_address, spec.checkpoint, spec.w_avg, spec.device, engine=spec.engine
+            )
         else:
-            pipe = LipSyncPipeline.from_pretrained(spec.checkpoint, w_avg=spec.w_avg, device=spec.device)
+            pipe = LipSyncPipeline.from_pretrained(
+                spec.checkpoint, w_avg=spec.w_avg, device=spec.device, engine=spec.engine
+            )
     except StyleLipSyncError as exc:
         events.put(("error", os.getpid(), str(exc)))
         return

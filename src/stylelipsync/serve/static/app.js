@@ -48,6 +48,24 @@ for (const field of ["video", "audio"]) {
   });
 }
 
+// -- engine ---------------------------------------------------------------------------------------------
+
+const ENGINE_HINTS = {
+  bank: "Real mouths taken from the face video itself, chosen to match the speech: sharp lips and teeth.",
+  stylelipsync: "The StyleLipSync network draws the lower face: any mouth shape, but softer detail.",
+};
+
+function showEngineHint() {
+  $("engine-hint").textContent = ENGINE_HINTS[$("engine").value] || "";
+}
+
+$("engine").addEventListener("change", showEngineHint);
+showEngineHint();
+
+function engineOf(job) {
+  return (job.options && job.options.engine) || "";
+}
+
 // -- submit ---------------------------------------------------------------------------------------------
 
 function formData() {
@@ -55,6 +73,7 @@ function formData() {
   const data = new FormData();
   data.append("video", $("video").files[0]);
   data.append("audio", $("audio").files[0]);
+  data.append("engine", form.engine.value);
   data.append("loop", form.loop.value);
   if (form.face_index.value !== "") data.append("face_index", form.face_index.value);
   if (form.keep_silence.checked) data.append("keep_silence", "true");
@@ -121,11 +140,12 @@ $("submit-form").addEventListener("submit", (event) => {
 // -- follow one job -------------------------------------------------------------------------------------
 
 function describe(job) {
-  if (job.status === "queued") return `waiting in the queue (${job.queue_position || 0} job(s) ahead)`;
+  const engine = engineOf(job) ? ` with the ${engineOf(job)} engine` : "";
+  if (job.status === "queued") return `waiting in the queue (${job.queue_position || 0} job(s) ahead)${engine}`;
   if (job.status === "running") {
-    return job.frames_total ? `dubbing: frame ${job.frames_done} of ${job.frames_total}` : "finding the face…";
+    return job.frames_total ? `dubbing${engine}: frame ${job.frames_done} of ${job.frames_total}` : "finding the face…";
   }
-  if (job.status === "done") return `done: ${job.frames_total} frames`;
+  if (job.status === "done") return `done${engine}: ${job.frames_total} frames`;
   return job.status;
 }
 
@@ -212,6 +232,7 @@ async function refreshList() {
     cell(row, new Date(job.created).toLocaleString());
     cell(row, job.video_name, "name").title = job.video_name;
     cell(row, job.audio_name, "name").title = job.audio_name;
+    cell(row, engineOf(job));
     const status = job.status === "running" ? `running ${Math.round(job.progress * 100)}%` : job.status;
     const statusCell = cell(row, status, "status-" + job.status);
     if (job.error) statusCell.title = job.error;
@@ -245,6 +266,10 @@ async function start() {
     limits = health;
     $("limits").textContent = `up to ${health.max_upload_mb} MB per job, ${health.max_seconds} s of speech`;
     if (health.auth && !token) $("auth").hidden = false;
+    if (health.engine && ENGINE_HINTS[health.engine]) {
+      $("engine").value = health.engine;
+      showEngineHint();
+    }
   } catch (e) {
     $("limits").textContent = "the server does not answer";
   }

@@ -1,0 +1,716 @@
+"""Fit the shipped audio → mouth-shape models and benchmark every variant leave-one-person-out.
+
+Data: the `talking_av` clips of the shared media (`MANIFEST.tsv`), each with its own audio (the companion
+.wav for the clips without an audio stream). Target of a clip: the mouth-shape descriptor of
+`stylelipsync.face.mouth_shape` (opening, width, pc1..pc4), z-scored per clip.
+
+Benchmark: for each of the persons, every other person's clips fit the model (ridge strength chosen by
+grouped cross-validation over persons *inside* those training persons), and the held-out person's clips are
+scored by the per-clip correlation of predicted vs measured descriptor at lag 0, averaged over that person's
+clips, then over persons. The table goes to stdout and `benchmarks/mouth_shape_lopo.md`.
+
+Shipped: the best full-context variant and the best variant with ≤ 100 ms look-ahead, refitted on all
+persons (`assets/mouth_shape.safetensors`, `assets/mouth_shape_causal.safetensors`).
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/fit_mouth_shape.py --media ../shared/media
+
+Face tracks and descriptors are cached under --cache (outside the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import logging
+import pickle
+import textwrap
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from stylelipsync.audio.mel import log_mel_spectrogram
+from stylelipsync.audio.mouth_shape_model import (
+    CAUSAL_ASSET,
+    FULL_ASSET,
+    NAMES,
+    MelFeatureSpec,
+    MouthShapeModel,
+    assemble_features,
+    context_features,
+    frame_features,
+    recognise_phones,
+    smooth_frames,
+)
+from stylelipsync.evaluation.face_tracks import track_video
+from stylelipsync.face.geometry import FaceModel
+from stylelipsync.face.mouth_shape import BASIS_ASSET, mouth_shapes
+from stylelipsync.media import load_audio
+from stylelipsync.training.preprocess import read_media_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = REPO / "src" / "stylelipsync" / "assets"
+SAMPLE_RATE = 16000
+ALPHAS = np.array([1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4, 3e4, 1e5, 3e5])
+INNER_FOLDS = 5
+MAX_SHIFT = 6
+DELAYS = (-2, -1, 0, 1, 2)
+log = logging.getLogger("fit_mouth_shape")
+BENCH_INTRO = """
+`scripts/fit_mouth_shape.py`: {clips} shared talking clips, {persons} persons, {frames} frames with a face.
+Target: the mouth-shape descriptor (`face/mouth_shape.py`: opening, width, pc1..pc4 of the lip basis),
+z-scored per clip. For each person, a model fitted on the other {others} persons (ridge alpha per output
+chosen by {folds}-fold grouped cross-validation over those persons only) predicts that person's clips from
+their own audio; score = per-clip correlation at lag 0, mean over the person's clips, then mean ± sd over
+persons. "better than baseline" counts persons whose opening r beats the first row's. Look-ahead: audio after
+the frame time that the prediction reads, at 25 fps (the 16 ms STFT half-window included); rows marked
+causal use running (streamable) normalisation.
+"""
+
+
+@dataclass
+class Clip:
+    """One talking clip: per-clip z-scored descriptor (T, 6; NaN where no face), its audio's log-mel."""
+
+    name: str
+    person: str
+    fps: float
+    target: np.ndarray
+    mel: np.ndarray
+    wave: np.ndarray = field(repr=False)
+    segments: list[tuple[str, int, int]] = field(default_factory=list, repr=False)
+
+
+def zscore_columns(x: np.ndarray) -> np.ndarray:
+    """Per-column z-score ignoring NaN rows."""
+    mean, std = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
+    return (x - mean) / np.where(std > 0, std, 1.0)
+
+
+def load_clips(media: Path, cache: Path) -> list[Clip]:
+    """Descriptors (cached per lip basis) and audio of every talking_av clip of the manifest."""
+    basis = ASSETS / BASIS_ASSET
+    key = hashlib.sha1(basis.read_bytes()).hexdigest()[:12]
+    store = cache / f"descriptors-{key}.pkl"
+    descs: dict[str, tuple[np.ndarray, float]] = pickle.loads(store.read_bytes()) if store.is_file() else {}
+    phone_store = cache / "phones.pkl"
+    phones: dict[str, list[tuple[str, int, int]]] = (
+        pickle.loads(phone_store.read_bytes()) if phone_store.is_file() else {}
+    )
+    clips = []
+    for name, row in sorted(read_media_manifest(media / "MANIFEST.tsv").items()):
+        video = media / name
+        if name not in descs:
+            track = track_video(video, cache_dir=cache.parent / "eval_cache")
+            model = FaceModel.from_landmarks(track.landmarks, track.valid)
+            descs[name] = (mouth_shapes(track.raw, model, track.detected).descriptor(), float(track.fps))
+        desc, fps = descs[name]
+        wave = load_audio(media / row["audio"] if row["audio"] else video, SAMPLE_RATE)
+        mel = log_mel_spectrogram(wave, SAMPLE_RATE).numpy().astype(np.float64)
+        frames = min(len(desc), int(len(wave) / SAMPLE_RATE * fps))
+        audio_key = f"{name}:{hashlib.sha1(wave.tobytes()).hexdigest()[:12]}"
+        if audio_key not in phones:
+            phones[audio_key] = recognise_phones(wave, SAMPLE_RATE)
+        clip = Clip(name, row["person"], fps, zscore_columns(desc[:frames]), mel, wave, phones[audio_key])
+        clips.append(clip)
+    cache.mkdir(parents=True, exist_ok=True)
+    store.write_bytes(pickle.dumps(descs))
+    phone_store.write_bytes(pickle.dumps(phones))
+    return clips
+
+
+# ---------------------------------------------------------------------------------------------------- ridge
+
+
+@dataclass
+class Stats:
+    """Sufficient statistics of ridge on one clip's finite-target frames."""
+
+    sx: np.ndarray
+    sxx: np.ndarray
+    sxy: np.ndarray
+    sy: np.ndarray
+    n: float
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray) -> Stats:
+        keep = np.isfinite(y).all(axis=1)
+        x, y = x[keep], y[keep]
+        return cls(x.sum(axis=0), x.T @ x, x.T @ y, y.sum(axis=0), int(keep.sum()))
+
+
+def scaled(s: Stats, w: float) -> Stats:
+    return Stats(s.sx * w, s.sxx * w, s.sxy * w, s.sy * w, s.n * w)
+
+
+def summed(stats: list[Stats]) -> Stats:
+    return Stats(
+        sum(s.sx for s in stats),
+        sum(s.sxx for s in stats),
+        sum(s.sxy for s in stats),
+        sum(s.sy for s in stats),
+        sum(s.n for s in stats),
+    )
+
+
+@dataclass
+class RidgePath:
+    """Ridge solutions for every alpha at once (eigendecomposition of the centred Gram matrix)."""
+
+    mx: np.ndarray
+    my: np.ndarray
+    vecs: np.ndarray
+    vals: np.ndarray
+    proj: np.ndarray
+
+    @classmethod
+    def of(cls, s: Stats) -> RidgePath:
+        mx, my = s.sx / s.n, s.sy / s.n
+        cxx = s.sxx - s.n * np.outer(mx, mx)
+        cxy = s.sxy - s.n * np.outer(mx, my)
+        vals, vecs = np.linalg.eigh(cxx)
+        return cls(mx, my, vecs, np.maximum(vals, 0.0), vecs.T @ cxy)
+
+    def weights(self, alphas: np.ndarray) -> np.ndarray:
+        """(A, F, D) weights for each alpha (same alpha for every output)."""
+        return np.matmul(
+            self.vecs[None], self.proj[None] / (self.vals[None, :, None] + alphas[:, None, None])
+        )
+
+    def weight_per_output(self, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(F, D) weight and (D,) bias with alpha[d] for output d."""
+        w = self.vecs @ (self.proj / (self.vals[:, None] + alpha[None, :]))
+        return w, self.my - self.mx @ w
+
+
+def clip_corr(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(D,) correlation per column over the rows where the target is finite."""
+    keep = np.isfinite(target).all(axis=1)
+    p, t = pred[keep], target[keep]
+    p = p - p.mean(axis=0)
+    t = t - t.mean(axis=0)
+    den = np.sqrt((p**2).sum(axis=0) * (t**2).sum(axis=0))
+    return np.where(den > 0, (p * t).sum(axis=0) / np.where(den > 0, den, 1.0), 0.0)
+
+
+def person_mean(scores: dict[str, np.ndarray], clips: list[Clip]) -> dict[str, np.ndarray]:
+    """Mean over each person's clips of per-clip scores."""
+    out: dict[str, list[np.ndarray]] = {}
+    for c in clips:
+        out.setdefault(c.person, []).append(scores[c.name])
+    return {p: np.mean(v, axis=0) for p, v in out.items()}
+
+
+# ---------------------------------------------------------------------------------------------- variants
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to featurise, fit and post-process; `name` is its row in the table."""
+
+    name: str
+    spec: MelFeatureSpec
+    smooth_sigma: float = 0.0
+    smooth_causal: bool = False
+    per_speaker_norm: bool = False
+    alpha_per_output: bool = True
+    person_weighted: bool = False
+    warps: tuple[float, ...] = ()
+    noise_snr_db: tuple[float, ...] = ()
+    align_rounds: int = 0
+    target_highpass_s: float = 0.0
+    delays: tuple[int, ...] = (0,)
+    note: str = ""
+
+    def smoothing(self) -> tuple[np.ndarray, int]:
+        """FIR taps and lag-0 index: Gaussian (centred) or one-sided (past-only, for look-ahead)."""
+        if self.smooth_sigma <= 0:
+            return np.ones(1), 0
+        half = int(np.ceil(2.5 * self.smooth_sigma))
+        k = np.arange(-half, 1 if self.smooth_causal else half + 1)
+        taps = np.exp(-0.5 * (k / self.smooth_sigma) ** 2)
+        return taps / taps.sum(), half
+
+
+def featurise(
+    variant: Variant, clips: list[Clip], prior: tuple[np.ndarray, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Features of every clip for a variant (per-speaker normalisation pools the speaker's clips)."""
+    spec = variant.spec
+    speaker_stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if variant.per_speaker_norm:
+        for person in {c.person for c in clips}:
+            mel = np.concatenate([c.mel for c in clips if c.person == person])
+            speaker_stats[person] = (mel.mean(axis=0), mel.std(axis=0))
+    out = {}
+    for c in clips:
+        if variant.per_speaker_norm:
+            mean, std = speaker_stats[c.person]
+            norm = (c.mel - mean) / np.maximum(std, 0.1)
+            pooled = norm.reshape(len(norm), spec.bands, spec.band_pool).mean(axis=2)
+            out[c.name] = context_features(pooled, spec, len(c.target), c.fps)
+        else:
+            out[c.name] = assemble_features(c.mel, spec, len(c.target), c.fps, prior, c.segments)
+    return out
+
+
+def shifted(target: np.ndarray, lag: int) -> np.ndarray:
+    """target'[t] = target[t + lag] (NaN where that is outside the clip)."""
+    out = np.full_like(target, np.nan)
+    if lag >= 0:
+        out[: len(target) - lag] = target[lag:]
+    else:
+        out[-lag:] = target[:lag]
+    return out
+
+
+def moving_nanmean(y: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average over `window` frames of each column, ignoring NaN."""
+    ok = np.isfinite(y)
+    vals = np.concatenate([np.zeros((1, y.shape[1])), np.cumsum(np.where(ok, y, 0.0), axis=0)])
+    counts = np.concatenate([np.zeros((1, y.shape[1])), np.cumsum(ok, axis=0)])
+    lo = np.clip(np.arange(len(y)) - window // 2, 0, len(y))
+    hi = np.clip(np.arange(len(y)) + window // 2 + 1, 0, len(y))
+    n = counts[hi] - counts[lo]
+    return (vals[hi] - vals[lo]) / np.maximum(n, 1)
+
+
+class TrainingData:
+    """Features of every clip (and of its augmented copies) and ridge statistics per (clip, target shift)."""
+
+    def __init__(self, variant: Variant, clips: list[Clip], prior: tuple[np.ndarray, np.ndarray]) -> None:
+        self.variant = variant
+        self.clips = {c.name: c for c in clips}
+        self.feats = featurise(variant, clips, prior)
+        self.extra = [featurise(variant, copy, prior) for copy in augmented(variant, clips)]
+        self._stats: dict[tuple[str, int], Stats] = {}
+
+    def target(self, name: str, lag: int = 0) -> np.ndarray:
+        return shifted(self.clips[name].target, lag)
+
+    def train_target(self, name: str, lag: int = 0) -> np.ndarray:
+        """The target the ridge is fitted to: shifted, and without its slow drift if the variant says so."""
+        y = self.target(name, lag)
+        if self.variant.target_highpass_s > 0:
+            y = y - moving_nanmean(y, round(self.variant.target_highpass_s * self.clips[name].fps))
+        return y
+
+    def stats(self, name: str, lag: int = 0) -> Stats:
+        if (name, lag) not in self._stats:
+            y = self.train_target(name, lag)
+            self._stats[name, lag] = summed([Stats.of(f[name], y) for f in [self.feats, *self.extra]])
+        return self._stats[name, lag]
+
+    def summed(self, clips: list[Clip], lags: dict[str, int]) -> Stats:
+        """Statistics of `clips`, each with its target shift; persons weighted equally if the variant asks."""
+        stats = [self.stats(c.name, lags.get(c.name, 0)) for c in clips]
+        if self.variant.person_weighted:
+            frames: dict[str, float] = {}
+            for c, st in zip(clips, stats, strict=True):
+                frames[c.person] = frames.get(c.person, 0.0) + st.n
+            mean = float(np.mean(list(frames.values())))
+            stats = [scaled(st, mean / frames[c.person]) for c, st in zip(clips, stats, strict=True)]
+        return summed(stats)
+
+
+def inner_folds(persons: list[str], k: int) -> list[list[str]]:
+    """Persons dealt into k groups in sorted order (deterministic)."""
+    return [persons[i::k] for i in range(k)]
+
+
+def cross_validate(
+    data: TrainingData, clips: list[Clip], lags: dict[str, int], delay: int = 0
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Grouped CV over the persons of `clips`: (A, D) mean per-person correlation of each alpha and output,
+    and the out-of-fold predictions (A, T, D) of every clip. Training targets are shifted by each clip's lag
+    plus `delay`; predictions are scored against targets shifted by the clip's lag only."""
+    variant = data.variant
+    groups = inner_folds(sorted({c.person for c in clips}), INNER_FOLDS)
+    taps, centre = variant.smoothing()
+    shift = {c.name: lags.get(c.name, 0) + delay for c in clips}
+    score = np.zeros((len(ALPHAS), len(NAMES)))
+    count = 0
+    all_preds: dict[str, np.ndarray] = {}
+    for g in groups:
+        fold = [c for c in clips if c.person in g]
+        path = RidgePath.of(data.summed([c for c in clips if c.person not in g], shift))
+        w = path.weights(ALPHAS)
+        bias = path.my[None] - np.einsum("f,afd->ad", path.mx, w)
+        per_clip: dict[str, np.ndarray] = {}
+        for c in fold:
+            x = data.feats[c.name]
+            pred = (x @ w.transpose(1, 0, 2).reshape(x.shape[1], -1)).reshape(len(x), *bias.shape)
+            pred = pred.transpose(1, 0, 2) + bias[:, None]
+            pred = np.stack([smooth_frames(p, taps, centre) for p in pred])
+            all_preds[c.name] = pred
+            y = data.target(c.name, lags.get(c.name, 0))
+            per_clip[c.name] = np.stack([clip_corr(p, y) for p in pred])
+        for v in person_mean(per_clip, fold).values():
+            score += v
+            count += 1
+    return score / count, all_preds
+
+
+def pick_alpha(variant: Variant, score: np.ndarray) -> np.ndarray:
+    """(D,) index of the best alpha per output (or the opening's for all, if the variant shares one)."""
+    best = np.argmax(score, axis=0)
+    return best if variant.alpha_per_output else np.full(len(NAMES), best[0])
+
+
+def best_lags(data: TrainingData, clips: list[Clip], oof: dict[str, np.ndarray]) -> dict[str, int]:
+    """Per clip, the target shift (±MAX_SHIFT frames) that best matches its out-of-fold prediction, summed
+    over opening, width, pc1 and pc2, minus the median shift (clips are assumed aligned on average)."""
+    lags = {}
+    for c in clips:
+        scores = [
+            clip_corr(oof[c.name], data.target(c.name, s))[:4].sum() for s in range(-MAX_SHIFT, MAX_SHIFT + 1)
+        ]
+        lags[c.name] = int(np.argmax(scores)) - MAX_SHIFT
+    median = int(np.median(list(lags.values())))
+    return {n: v - median for n, v in lags.items()}
+
+
+def fit(data: TrainingData, clips: list[Clip]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """Weight, bias, alphas fitted on `clips`, and the target shift of each clip.
+
+    Alpha per output, and the output delay if the variant offers several, by grouped CV over the persons of
+    `clips`. With `align_rounds`, each clip's target is first shifted to its out-of-fold prediction.
+    """
+    lags: dict[str, int] = {}
+    for _ in range(data.variant.align_rounds):
+        score, preds = cross_validate(data, clips, lags)
+        best = pick_alpha(data.variant, score)
+        oof = {n: p[best, :, np.arange(len(NAMES))].T for n, p in preds.items()}
+        lags = best_lags(data, clips, oof)
+    delays = list(data.variant.delays)
+    table = np.stack([cross_validate(data, clips, lags, d)[0] for d in delays])  # (delays, A, D)
+    best = pick_alpha(data.variant, table.reshape(len(delays) * len(ALPHAS), len(NAMES)))
+    w = np.zeros((data.feats[clips[0].name].shape[1], len(NAMES)))
+    b, alpha = np.zeros(len(NAMES)), np.zeros(len(NAMES))
+    paths: dict[int, RidgePath] = {}
+    for k, name in enumerate(NAMES):
+        d, alpha[k] = delays[best[k] // len(ALPHAS)], ALPHAS[best[k] % len(ALPHAS)]
+        if d not in paths:
+            paths[d] = RidgePath.of(data.summed(clips, {c.name: lags.get(c.name, 0) + d for c in clips}))
+        wk, bk = paths[d].weight_per_output(alpha)
+        w[:, k], b[k] = wk[:, k], bk[k]
+        lags[f"delay:{name}"] = d
+    return w, b, alpha, lags
+
+
+def predict(variant: Variant, feats: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    taps, centre = variant.smoothing()
+    return smooth_frames(feats @ w + b, taps, centre)
+
+
+@dataclass
+class Result:
+    variant: Variant
+    per_person: dict[str, np.ndarray]
+    alphas: list[np.ndarray]
+    preds: dict[str, np.ndarray] = field(default_factory=dict)
+    shifts: list[dict[str, int]] = field(default_factory=list)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return np.mean(list(self.per_person.values()), axis=0)
+
+    @property
+    def sd(self) -> np.ndarray:
+        return np.std(list(self.per_person.values()), axis=0)
+
+
+def warp_bands(mel: np.ndarray, shift: float) -> np.ndarray:
+    """Mel spectrogram moved by `shift` bands along frequency (≈ vocal-tract length change), edges held."""
+    bands = np.arange(mel.shape[1], dtype=np.float64)
+    src = np.clip(bands - shift, 0, mel.shape[1] - 1)
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, mel.shape[1] - 1)
+    frac = src - lo
+    return mel[:, lo] * (1 - frac) + mel[:, hi] * frac
+
+
+def augmented(variant: Variant, clips: list[Clip]) -> list[list[Clip]]:
+    """Per augmentation, a copy of the clips with altered audio (same targets, same phone segments)."""
+    copies = [[replace(c, mel=warp_bands(c.mel, s)) for c in clips] for s in variant.warps]
+    rng = np.random.default_rng(0)
+    for snr in variant.noise_snr_db:
+        noisy = []
+        for c in clips:
+            power = float(np.mean(c.wave.astype(np.float64) ** 2))
+            noise = rng.standard_normal(len(c.wave)) * np.sqrt(power / 10 ** (snr / 10))
+            mel = log_mel_spectrogram((c.wave + noise).astype(np.float32), SAMPLE_RATE).numpy()
+            noisy.append(replace(c, mel=mel.astype(np.float64)))
+        copies.append(noisy)
+    return copies
+
+
+def lopo(variant: Variant, clips: list[Clip], prior: tuple[np.ndarray, np.ndarray]) -> Result:
+    """Leave-one-person-out: per-person mean per-clip correlation at lag 0 of each descriptor column."""
+    data = TrainingData(variant, clips, prior)
+    per_person, alphas, preds, shifts = {}, [], {}, []
+    for person in sorted({c.person for c in clips}):
+        train = [c for c in clips if c.person != person]
+        w, b, alpha, shift = fit(data, train)
+        alphas.append(alpha)
+        shifts.append(shift)
+        held = [c for c in clips if c.person == person]
+        for c in held:
+            preds[c.name] = predict(variant, data.feats[c.name], w, b).astype(np.float32)
+        per_person[person] = np.mean([clip_corr(preds[c.name], c.target) for c in held], axis=0)
+    return Result(variant, per_person, alphas, preds, shifts)
+
+
+def ensemble(name: str, members: list[Result], clips: list[Clip]) -> Result:
+    """Mean of the members' LOPO predictions (each z-scored per clip first), scored like `lopo`."""
+    variant = replace(
+        members[0].variant, name=name, note="ensemble of: " + "; ".join(m.variant.name for m in members)
+    )
+    preds = {c.name: np.mean([zscore_columns(m.preds[c.name]) for m in members], axis=0) for c in clips}
+    per_person: dict[str, list[np.ndarray]] = {}
+    for c in clips:
+        per_person.setdefault(c.person, []).append(clip_corr(preds[c.name], c.target))
+    scores = {p: np.mean(v, axis=0) for p, v in per_person.items()}
+    return Result(variant, scores, members[0].alphas, preds)
+
+
+def mel_prior(clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of each `frame_features` column over all clips, each clip weighted equally."""
+    frames = [frame_features(c.mel) for c in clips]
+    means = np.stack([f.mean(axis=0) for f in frames])
+    vars_ = np.stack([f.var(axis=0) for f in frames])
+    mean = means.mean(axis=0)
+    return mean, np.sqrt(vars_.mean(axis=0) + means.var(axis=0))
+
+
+def final_model(
+    variant: Variant, clips: list[Clip], prior: tuple[np.ndarray, np.ndarray], info: dict[str, str]
+) -> MouthShapeModel:
+    """The variant refitted on every clip (alpha by grouped CV over all persons)."""
+    variant = replace(variant, per_speaker_norm=False)
+    w, b, alpha, lags = fit(TrainingData(variant, clips, prior), clips)
+    taps, centre = variant.smoothing()
+    meta = dict(info, variant=variant.name, alpha=",".join(f"{a:g}" for a in alpha))
+    if lags:
+        meta["target_shifts"] = ",".join(f"{n}:{v:+d}" for n, v in sorted(lags.items()) if v)
+    return MouthShapeModel(variant.spec, w, b, prior[0], prior[1], taps, centre, NAMES, meta)
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def best_lag_opening(result: Result, clips: list[Clip], max_lag: int = 2) -> float:
+    """Mean over persons of the per-clip opening correlation at the best lag within ±max_lag frames (the
+    offline-sync convention of earlier figures), from the stored LOPO predictions."""
+    per_person: dict[str, list[float]] = {}
+    for c in clips:
+        p, t = result.preds[c.name][:, :1].astype(np.float64), c.target[:, :1]
+        best = max(float(clip_corr(p, shifted(t, lag))[0]) for lag in range(-max_lag, max_lag + 1))
+        per_person.setdefault(c.person, []).append(best)
+    return float(np.mean([np.mean(v) for v in per_person.values()]))
+
+
+def table(results: list[Result], clips: list[Clip]) -> str:
+    """Markdown table, one row per variant; the first row is the baseline."""
+    head = (
+        "| variant | look-ahead | opening r (mean ± sd) | better than baseline | "
+        + " | ".join(f"{n} r" for n in NAMES[1:])
+        + " | opening r, best lag ±2 | alpha / delay (opening, median) | note |"
+    )
+    rows = [head, "|" + "---|" * (len(NAMES) + 7)]
+    base = results[0].per_person
+    for r in results:
+        m, s = r.mean, r.sd
+        better = sum(r.per_person[p][0] > base[p][0] for p in base)
+        taps, centre = r.variant.smoothing()
+        la = r.variant.spec.lookahead_seconds + (len(taps) - 1 - centre) / 25.0
+        alpha = np.median(np.stack(r.alphas), axis=0)
+        delay = np.median([s.get("delay:opening", 0) for s in r.shifts]) if r.shifts else 0
+        rows.append(
+            f"| {r.variant.name} | {1000 * la:.0f} ms | {m[0]:.3f} ± {s[0]:.3f} | {better}/{len(base)} | "
+            + " | ".join(f"{v:.3f}" for v in m[1:])
+            + f" | {best_lag_opening(r, clips):.3f} | {alpha[0]:g} / {delay:+g} | {r.variant.note} |"
+        )
+    return "\n".join(rows)
+
+
+ENSEMBLES = {
+    "ensemble: PW + visemes / phones / spectral, σ=2": [
+        "PW + visemes + σ=2",
+        "PW + phones + σ=2",
+        "PW + spectral + σ=2",
+    ],
+}
+"""Rows averaging the LOPO predictions of other rows (reported, not shipped: a shipped model is one ridge)."""
+
+
+def write_benchmark(path: Path, text: str, clips: list[Clip]) -> None:
+    """The LOPO table as markdown, with what was measured and how."""
+    persons = len({c.person for c in clips})
+    frames = sum(int(np.isfinite(c.target).all(axis=1).sum()) for c in clips)
+    intro = BENCH_INTRO.format(
+        clips=len(clips), persons=persons, frames=frames, others=persons - 1, folds=INNER_FOLDS
+    )
+    head = f"# Audio → mouth shape, leave-one-person-out ({dt.date.today().isoformat()})"
+    text = f"{head}\n\n{textwrap.fill(' '.join(intro.split()), 110)}\n\n{text}\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def is_causal(v: Variant) -> bool:
+    """Streaming-capable: running normalisation and ≤ 100 ms look-ahead at 25 fps."""
+    taps, centre = v.smoothing()
+    la = v.spec.lookahead_seconds + (len(taps) - 1 - centre) / 25.0
+    return v.spec.normalization == "running" and not v.per_speaker_norm and la <= 0.1 + 1e-9
+
+
+def variants() -> list[Variant]:
+    """Every variant benchmarked; the first is the baseline the others are compared with."""
+    base = MelFeatureSpec()
+    causal = MelFeatureSpec(past=30, future=5, normalization="running")
+    vis = replace(base, past=20, future=24, phones="visemes")
+    spec = replace(base, spectral=True)
+    visspec = replace(vis, spectral=True)
+    causalspec = replace(causal, spectral=True)
+    spec14 = replace(spec, spectral_bands=True)
+    visspec14 = replace(visspec, spectral_bands=True)
+    causalspec14 = replace(causalspec, spectral_bands=True)
+    vis300 = replace(base, past=30, future=32, phones="visemes", phone_stride=3)
+    return [
+        Variant("mel ridge ±200 ms, 16 bands, per-clip norm (baseline)", base),
+        Variant("training clips aligned (1 round)", base, align_rounds=1),
+        Variant("training clips aligned (2 rounds)", base, align_rounds=2),
+        Variant("+ visemes (15 classes, 50 ms steps)", replace(base, past=20, future=24, phones="visemes")),
+        Variant("+ phones (40 classes, 50 ms steps)", replace(base, past=20, future=24, phones="phones")),
+        Variant("+ spectral shape (energy, centroid, flatness, F1/F2 proxies)", replace(base, spectral=True)),
+        Variant("target high-passed for training (2 s)", base, target_highpass_s=2.0),
+        Variant("smoothed σ=1 frame", base, smooth_sigma=1.0),
+        Variant("smoothed σ=2 frames", base, smooth_sigma=2.0),
+        Variant("causal: -300/+50 ms, running norm", causal),
+        Variant("causal: -300/+50 ms, clip norm (not streamable)", replace(causal, normalization="clip")),
+        Variant("same, one alpha for all outputs", base, alpha_per_output=False),
+        Variant("per-speaker norm", base, per_speaker_norm=True),
+        Variant("persons weighted equally", base, person_weighted=True),
+        Variant("ctx ±100 ms", replace(base, past=10, future=10)),
+        Variant("ctx ±300 ms, stride 3 (30 ms steps)", replace(base, past=30, future=32, stride=3)),
+        Variant("ctx ±500 ms, stride 3", replace(base, past=50, future=51, stride=3)),
+        Variant("ctx ±200 ms, stride 3", replace(base, past=20, future=21, stride=3)),
+        Variant("bands 40 (pool 2), stride 3", replace(base, past=20, future=21, stride=3, band_pool=2)),
+        Variant("bands 10 (pool 8)", replace(base, band_pool=8)),
+        Variant("deltas", replace(base, deltas=True)),
+        Variant("warp augmentation ±1, ±2 bands", base, warps=(-2.0, -1.0, 1.0, 2.0)),
+        Variant("noise augmentation 20 dB", base, noise_snr_db=(20.0,)),
+        Variant("causal: -200/+80 ms, running norm", replace(causal, past=20, future=8)),
+        Variant("causal: -300/+50 ms, running norm, past-smoothed σ=1", causal, 1.0, True),
+        Variant("smoothed σ=3 frames", base, smooth_sigma=3.0),
+        Variant("PW + σ=2", base, smooth_sigma=2.0, person_weighted=True),
+        Variant("PW + visemes", vis, person_weighted=True),
+        Variant("PW + visemes + σ=2", vis, smooth_sigma=2.0, person_weighted=True),
+        Variant("PW + phones + σ=2", replace(vis, phones="phones"), smooth_sigma=2.0, person_weighted=True),
+        Variant("PW + spectral + σ=2", replace(base, spectral=True), smooth_sigma=2.0, person_weighted=True),
+        Variant(
+            "PW + visemes + spectral + σ=2",
+            replace(vis, spectral=True),
+            smooth_sigma=2.0,
+            person_weighted=True,
+        ),
+        Variant("PW + visemes 30 ms steps ±300 ms + σ=2", vis300, smooth_sigma=2.0, person_weighted=True),
+        Variant(
+            "PW + visemes + σ=2 + high-passed target", vis, 2.0, person_weighted=True, target_highpass_s=2.0
+        ),
+        Variant("output delay chosen in CV (−2…+2 frames)", base, delays=DELAYS),
+        Variant("PW + delay", base, person_weighted=True, delays=DELAYS),
+        Variant("PW + visemes + delay", vis, person_weighted=True, delays=DELAYS),
+        Variant("PW + visemes + σ=2 + delay", vis, 2.0, person_weighted=True, delays=DELAYS),
+        Variant("causal + PW + delay", causal, person_weighted=True, delays=DELAYS),
+        Variant("PW + spectral + σ=2 + delay", spec, 2.0, person_weighted=True, delays=DELAYS),
+        Variant("PW + visemes + spectral + σ=2 + delay", visspec, 2.0, person_weighted=True, delays=DELAYS),
+        Variant("causal + PW + spectral + delay", causalspec, person_weighted=True, delays=DELAYS),
+        Variant("PW + spectral14 + σ=2 + delay", spec14, 2.0, person_weighted=True, delays=DELAYS),
+        Variant(
+            "PW + visemes + spectral14 + σ=2 + delay", visspec14, 2.0, person_weighted=True, delays=DELAYS
+        ),
+        Variant("causal + PW + spectral14 + delay", causalspec14, person_weighted=True, delays=DELAYS),
+        Variant("causal + PW", causal, person_weighted=True),
+        Variant("causal + PW + past-smoothed σ=1", causal, 1.0, True, person_weighted=True),
+        Variant("causal + PW, prior 300 frames", replace(causal, prior_frames=300), person_weighted=True),
+        Variant("causal + PW, prior 30 frames", replace(causal, prior_frames=30), person_weighted=True),
+        Variant("causal + PW + spectral", replace(causal, spectral=True), person_weighted=True),
+        Variant(
+            "causal + PW, -500/+50 ms stride 2", replace(causal, past=50, stride=2), person_weighted=True
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--media", type=Path, default=REPO.parent / "shared" / "media")
+    parser.add_argument("--cache", type=Path, default=Path("/work/runs/mouth_shape_cache"))
+    parser.add_argument("--bench", type=Path, default=REPO / "benchmarks" / "mouth_shape_lopo.md")
+    parser.add_argument("--only", default="", help="run only variants whose name contains this")
+    parser.add_argument("--recompute", action="store_true", help="ignore benchmark results cached in --cache")
+    parser.add_argument("--no-ship", action="store_true", help="benchmark only; do not write the assets")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    clips = load_clips(args.media, args.cache)
+    prior = mel_prior(clips)
+    log.info(
+        "%d clips, %d persons, %d frames",
+        len(clips),
+        len({c.person for c in clips}),
+        sum(len(c.target) for c in clips),
+    )
+    results = []
+    for v in variants():
+        if args.only not in v.name:
+            continue
+        t0 = time.perf_counter()
+        stored = args.cache / "results" / (hashlib.sha1(v.name.encode()).hexdigest()[:16] + ".pkl")
+        if stored.is_file() and not args.recompute:
+            results.append(pickle.loads(stored.read_bytes()))
+        else:
+            results.append(lopo(v, clips, prior))
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            stored.write_bytes(pickle.dumps(results[-1]))
+        m = results[-1].mean
+        log.info(
+            "%-60s opening %.3f width %.3f pcs %s (%.0f s)",
+            v.name,
+            m[0],
+            m[1],
+            np.round(m[2:], 3),
+            time.perf_counter() - t0,
+        )
+    if not args.only:
+        by_name = {r.variant.name: r for r in results}
+        for name, members in ENSEMBLES.items():
+            results.append(ensemble(name, [by_name[m] for m in members], clips))
+            log.info("%-60s opening %.3f", name, results[-1].mean[0])
+    text = table(results, clips)
+    print(text)
+    if not args.only:
+        write_benchmark(args.bench, text, clips)
+    info = {
+        "fitted": dt.date.today().isoformat(),
+        "data": "shared/media talking_av clips, all persons (research/test material; not redistributed)",
+        "persons": str(len({c.person for c in clips})),
+        "clips": str(len(clips)),
+    }
+    if args.no_ship:
+        return
+    for causal, asset in ((False, FULL_ASSET), (True, CAUSAL_ASSET)):
+        pool = [r for r in results if is_causal(r.variant) == causal and r.variant.name not in ENSEMBLES]
+        if not pool:
+            continue
+        best = max(pool, key=lambda r: r.mean[0])
+        scores = {"lopo_opening_r": f"{best.mean[0]:.3f}", "lopo_r": ",".join(f"{v:.3f}" for v in best.mean)}
+        model = final_model(best.variant, clips, prior, dict(info, **scores))
+        model.save(ASSETS / asset)
+        log.info("wrote %s (%s)", ASSETS / asset, best.variant.name)
+
+
+if __name__ == "__main__":
+    main()

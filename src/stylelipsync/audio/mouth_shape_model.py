@@ -1,0 +1,482 @@
+"""Speech → mouth shape: the descriptor the mouth-bank renderer selects its frames by, predicted from audio.
+
+Why linear: on the few dozen shared clips a ridge regression from per-clip-normalised log-mel context
+carries over to voices never heard in training, where conv nets memorise the training speakers
+(docs/small_data_findings.md). The model here is that ridge, to all six descriptor columns of
+`stylelipsync.face.mouth_shape` (opening, width, pc1…pc4), each in per-clip z-units.
+
+Features of video frame t (time t / fps), see `MelFeatureSpec`: the StyleLipSync log-mel (80 bands, 100 Hz)
+normalised per band — over the whole clip, or, for the look-ahead variant, by running statistics of the
+audio heard so far (so no future audio is needed) — pooled to fewer bands, and taken at mel frames from
+`past` before to `future` after the frame's centre, averaged over `stride` frames. Optionally their first
+temporal differences. A linear map then gives the six outputs, optionally followed by a short FIR smoothing
+over video frames. Look-ahead (how much audio after time t the prediction at t depends on) =
+future mel frames + 16 ms STFT half-window + future smoothing taps.
+
+The output is the least-squares estimate of the z-scored descriptor, so its spread is below 1 (about the
+correlation it reaches); rescale per clip if a unit-variance signal is needed.
+
+Shipped weights: `assets/mouth_shape.safetensors` (full context) and `assets/mouth_shape_causal.safetensors`
+(≤ 100 ms look-ahead), fitted on all shared talking clips by `scripts/fit_mouth_shape.py`, which also writes
+the leave-one-person-out benchmark (`benchmarks/mouth_shape_lopo.md`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
+from importlib import resources
+from math import gcd
+from pathlib import Path
+from typing import Literal
+
+import librosa
+import numpy as np
+import scipy.signal
+from numpy.typing import NDArray
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
+
+from stylelipsync.audio.mel import (
+    F_MAX,
+    F_MIN,
+    MEL_FRAMES_PER_SECOND,
+    N_FFT,
+    N_MELS,
+    SAMPLE_RATE,
+    log_mel_spectrogram,
+)
+from stylelipsync.errors import CheckpointError, StyleLipSyncError
+
+F64 = NDArray[np.float64]
+NAMES = ("opening", "width", "pc1", "pc2", "pc3", "pc4")
+FULL_ASSET = "mouth_shape.safetensors"
+CAUSAL_ASSET = "mouth_shape_causal.safetensors"
+STD_FLOOR = 0.1
+STFT_HALF_WINDOW_S = (N_FFT // 2) / SAMPLE_RATE
+Normalization = Literal["clip", "running"]
+Phones = Literal["none", "visemes", "phones"]
+
+PHONE_SET = (
+    "SIL", "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH", "IH",
+    "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH", "UH", "UW", "V", "W",
+    "Y", "Z", "ZH",
+)  # fmt: skip
+"""CMU phones pocketsphinx's English phone decoder emits (noise and unknown tokens count as SIL)."""
+VISEMES: dict[str, tuple[str, ...]] = {
+    "sil": ("SIL",),
+    "pbm": ("P", "B", "M"),
+    "fv": ("F", "V"),
+    "th": ("TH", "DH"),
+    "tdn": ("T", "D", "N"),
+    "l": ("L",),
+    "sz": ("S", "Z"),
+    "sh": ("SH", "ZH", "CH", "JH"),
+    "kg": ("K", "G", "NG", "HH", "Y"),
+    "r": ("R", "ER"),
+    "w": ("W", "UW", "UH"),
+    "o": ("AO", "OW", "OY", "AW"),
+    "a": ("AA", "AE", "AH", "AY"),
+    "e": ("EH", "EY"),
+    "i": ("IH", "IY"),
+}
+"""Phones grouped by how they shape the mouth (diphthongs by their first vowel)."""
+
+
+@dataclass(frozen=True)
+class MelFeatureSpec:
+    """How the audio around a video frame becomes a feature vector.
+
+    past/future: mel frames (10 ms) of context before/after the frame centre; stride: context frames are
+    averaged in groups of this many (fewer, smoother features); band_pool: adjacent mel bands averaged;
+    normalization: "clip" (whole-clip mean/std per band) or "running" (mean/std of the audio so far, started
+    from the training prior with weight `prior_frames`); deltas: append first differences of the context.
+    """
+
+    past: int = 20
+    future: int = 20
+    stride: int = 1
+    band_pool: int = 5
+    normalization: Normalization = "clip"
+    prior_frames: int = 100
+    deltas: bool = False
+    phones: Phones = "none"
+    phone_stride: int = 5
+    spectral: bool = False
+    spectral_bands: bool = False
+
+    def __post_init__(self) -> None:
+        if N_MELS % self.band_pool:
+            raise ValueError(f"band_pool must divide {N_MELS}, got {self.band_pool}")
+        if self.past < 0 or self.future < 0 or self.stride < 1:
+            raise ValueError(f"bad context: past={self.past}, future={self.future}, stride={self.stride}")
+        if (self.past + self.future + 1) % self.stride:
+            raise ValueError(
+                f"stride {self.stride} must divide the context length {self.past + self.future + 1}"
+            )
+        if self.normalization not in ("clip", "running"):
+            raise ValueError(f"normalization must be 'clip' or 'running', got {self.normalization!r}")
+        if self.phones not in ("none", "visemes", "phones"):
+            raise ValueError(f"phones must be 'none', 'visemes' or 'phones', got {self.phones!r}")
+        if self.phones != "none" and (self.past + self.future + 1) % self.phone_stride:
+            raise ValueError(f"phone_stride {self.phone_stride} must divide {self.past + self.future + 1}")
+
+    @property
+    def bands(self) -> int:
+        return N_MELS // self.band_pool
+
+    @property
+    def steps(self) -> int:
+        return (self.past + self.future + 1) // self.stride
+
+    @property
+    def phone_classes(self) -> int:
+        return {"none": 0, "visemes": len(VISEMES), "phones": len(PHONE_SET)}[self.phones]
+
+    @property
+    def spectral_size(self) -> int:
+        """Spectral-shape numbers per frame (0, 6 or 14)."""
+        return (N_SPECTRAL if self.spectral else 0) + (N_SPECTRAL_BANDS if self.spectral_bands else 0)
+
+    @property
+    def mel_size(self) -> int:
+        return self.steps * self.bands * (2 if self.deltas else 1) - (self.bands if self.deltas else 0)
+
+    @property
+    def size(self) -> int:
+        phone_steps = (self.past + self.future + 1) // self.phone_stride
+        spectral = self.steps * self.spectral_size
+        return self.mel_size + phone_steps * self.phone_classes + spectral
+
+    @property
+    def phone_spec(self) -> MelFeatureSpec:
+        """The context layout of the phone one-hots (same span, their own stride, no deltas)."""
+        return MelFeatureSpec(past=self.past, future=self.future, stride=self.phone_stride)
+
+    @property
+    def lookahead_seconds(self) -> float:
+        """Audio after the frame time that the features read (context + STFT half-window)."""
+        return self.future / MEL_FRAMES_PER_SECOND + STFT_HALF_WINDOW_S
+
+
+def recognise_phones(wave: np.ndarray, sample_rate: int) -> list[tuple[str, int, int]]:
+    """English phone segments (phone, first, last 10 ms frame) by pocketsphinx's offline phone decoder.
+
+    The beams are widened to 1e-20: with the defaults, long clips silently collapse into one phone.
+    """
+    try:
+        from pocketsphinx import Decoder, get_model_path
+    except ImportError as exc:
+        raise StyleLipSyncError(
+            "this mouth-shape model needs pocketsphinx (pip install pocketsphinx==5.1.1); "
+            "or use the mel-only model: MouthShapeModel.default(phones=False)"
+        ) from exc
+    x = np.asarray(wave, dtype=np.float64)
+    if x.ndim == 2:
+        x = x.mean(axis=0 if x.shape[0] <= x.shape[1] else 1)
+    if sample_rate != SAMPLE_RATE:
+        x = resample(x, sample_rate)
+    pcm = (np.clip(x, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    models = Path(get_model_path()) / "en-us"
+    decoder = Decoder(
+        hmm=str(models / "en-us"),
+        allphone=str(models / "en-us-phone.lm.bin"),
+        beam=1e-20,
+        pbeam=1e-20,
+        lw=2.0,
+        samprate=SAMPLE_RATE,
+        loglevel="FATAL",
+    )
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    return [(seg.word, int(seg.start_frame), int(seg.end_frame)) for seg in decoder.seg()]
+
+
+def resample(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Polyphase resampling to 16 kHz."""
+    g = gcd(int(sample_rate), SAMPLE_RATE)
+    return np.asarray(scipy.signal.resample_poly(x, SAMPLE_RATE // g, int(sample_rate) // g))
+
+
+def phone_onehots(segments: list[tuple[str, int, int]], num_mel: int, phones: Phones) -> F64:
+    """(num_mel, C) one-hot phone or viseme class of every 10 ms frame (SIL where nothing was decoded)."""
+    if phones == "visemes":
+        names = list(VISEMES)
+        index = {p: i for i, group in enumerate(VISEMES.values()) for p in group}
+    else:
+        names = list(PHONE_SET)
+        index = {p: i for i, p in enumerate(PHONE_SET)}
+    out = np.zeros((num_mel, len(names)))
+    out[:, 0] = 1.0
+    for phone, first, last in segments:
+        lo, hi = max(first, 0), min(last + 1, num_mel)
+        if lo < hi:
+            out[lo:hi] = 0.0
+            out[lo:hi, index.get(phone, 0)] = 1.0
+    return out
+
+
+N_SPECTRAL = 6
+"""Spectral-shape numbers per frame used when `MelFeatureSpec.spectral`; `spectral_bands` adds 8 more."""
+N_SPECTRAL_BANDS = 8
+BROAD_BANDS_HZ = (0.0, 300.0, 600.0, 1000.0, 2000.0, 4000.0, 8000.0)
+
+
+@lru_cache(maxsize=1)
+def _band_hz() -> F64:
+    return np.asarray(librosa.mel_frequencies(n_mels=N_MELS + 2, fmin=F_MIN, fmax=F_MAX, htk=True)[1:-1])
+
+
+def spectral_shape(mel: F64) -> F64:
+    """(N, 14) per-frame nonlinear summaries of a log10-mel spectrogram that a linear map of log-mel cannot
+    form: log energy, spectral centroid, flatness, share below 1 kHz, the power-weighted mean frequency in
+    the first- and second-formant ranges (250–1000 Hz, 900–2800 Hz; crude F1/F2 proxies, kHz); then the
+    log power share of six broad bands, spectral spread and 85 % roll-off (kHz)."""
+    hz = _band_hz()
+    power = 10.0 ** (mel - mel.max(axis=1, keepdims=True))
+    total = power.sum(axis=1)
+    energy = np.log10(total) + mel.max(axis=1)
+    centroid = power @ hz / total / 1000.0
+    flatness = np.log(power + 1e-12).mean(axis=1) - np.log(total / mel.shape[1])
+    low = np.log10(power[:, hz < 1000].sum(axis=1) / total + 1e-12)
+    out = [energy, centroid, flatness, low]
+    for lo, hi in ((250.0, 1000.0), (900.0, 2800.0)):
+        band = (hz >= lo) & (hz <= hi)
+        out.append(power[:, band] @ hz[band] / (power[:, band].sum(axis=1) + 1e-12) / 1000.0)
+    for lo, hi in itertools.pairwise(BROAD_BANDS_HZ):
+        out.append(np.log10(power[:, (hz >= lo) & (hz < hi)].sum(axis=1) / total + 1e-12))
+    spread = np.sqrt(np.maximum(power @ (hz / 1000.0) ** 2 / total - centroid**2, 0.0))
+    rolloff = hz[np.minimum((np.cumsum(power, axis=1) < 0.85 * total[:, None]).sum(axis=1), len(hz) - 1)]
+    out += [spread, rolloff / 1000.0]
+    return np.stack(out, axis=1)
+
+
+def frame_features(mel: F64) -> F64:
+    """(N, 80 + 14) log-mel bands and their spectral shape: the per-10 ms numbers that get normalised."""
+    return np.concatenate([mel, spectral_shape(mel)], axis=1)
+
+
+def normalized_mel(
+    mel: F64, spec: MelFeatureSpec, prior_mean: F64 | None = None, prior_std: F64 | None = None
+) -> F64:
+    """(N, 80) log-mel normalised per band as `spec.normalization` says (running needs the prior)."""
+    if spec.normalization == "clip":
+        return (mel - mel.mean(axis=0)) / np.maximum(mel.std(axis=0), STD_FLOOR)
+    if prior_mean is None or prior_std is None:
+        raise ValueError("running normalisation needs the prior mean and std of the training audio")
+    k = float(spec.prior_frames)
+    count = k + np.arange(1, len(mel) + 1, dtype=np.float64)[:, None]
+    mean = (k * prior_mean + np.cumsum(mel, axis=0)) / count
+    second = (k * (prior_std**2 + prior_mean**2) + np.cumsum(mel**2, axis=0)) / count
+    std = np.sqrt(np.maximum(second - mean**2, 0.0))
+    return (mel - mean) / np.maximum(std, STD_FLOOR)
+
+
+def context_features(frames: F64, spec: MelFeatureSpec, num_frames: int, fps: float) -> F64:
+    """(num_frames, spec.size) context of per-mel-frame features `frames` (N, bands) around each video frame.
+
+    Mel frames outside the audio count as zeros (the normalised mean).
+    """
+    centres = np.rint(np.arange(num_frames) * MEL_FRAMES_PER_SECOND / fps).astype(np.int64)
+    tail = max(0, int(centres.max(initial=0)) + 1 - len(frames))
+    padded = np.pad(frames, ((spec.past, spec.future + tail), (0, 0)))
+    # Box-average `stride` consecutive frames via a cumulative sum, then sample the context steps.
+    csum = np.concatenate([np.zeros((1, padded.shape[1])), np.cumsum(padded, axis=0)])
+    offsets = np.arange(spec.steps) * spec.stride
+    starts = centres[:, None] + offsets[None, :]
+    ctx = (csum[starts + spec.stride] - csum[starts]) / spec.stride
+    if spec.deltas:
+        ctx = np.concatenate([ctx, np.diff(ctx, axis=1)], axis=1)
+    return ctx.reshape(num_frames, -1)
+
+
+@dataclass(frozen=True)
+class MouthShapeModel:
+    """Linear map from audio context features to the per-clip z-scored mouth-shape descriptor.
+
+    weight (F, 6), bias (6,); `smooth` (K,) FIR taps over video frames whose tap `smooth_centre` is lag 0
+    (taps after it read future predictions); `prior_mean`/`prior_std` (94,) `frame_features` statistics of the
+    training audio, used by running normalisation.
+    """
+
+    spec: MelFeatureSpec
+    weight: F64
+    bias: F64
+    prior_mean: F64
+    prior_std: F64
+    smooth: F64 = field(default_factory=lambda: np.ones(1))
+    smooth_centre: int = 0
+    names: tuple[str, ...] = NAMES
+    info: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.weight.shape != (self.spec.size, len(self.names)):
+            raise ValueError(
+                f"weight {self.weight.shape} does not match ({self.spec.size}, {len(self.names)})"
+            )
+        if not 0 <= self.smooth_centre < len(self.smooth):
+            raise ValueError(f"smooth_centre {self.smooth_centre} outside {len(self.smooth)} taps")
+
+    @property
+    def smooth_future_frames(self) -> int:
+        return len(self.smooth) - 1 - self.smooth_centre
+
+    def lookahead(self, fps: float = 25.0) -> float:
+        """Seconds of audio after frame t's time that the prediction at t depends on, at `fps`."""
+        return self.spec.lookahead_seconds + self.smooth_future_frames / fps
+
+    @property
+    def causal(self) -> bool:
+        """True for the streaming variant: no whole-clip statistics, look-ahead ≤ 100 ms at 25 fps."""
+        return self.spec.normalization == "running" and self.lookahead(25.0) <= 0.1 + 1e-9
+
+    def features(
+        self,
+        wave: np.ndarray,
+        sample_rate: int,
+        num_frames: int,
+        fps: float,
+        segments: list[tuple[str, int, int]] | None = None,
+    ) -> F64:
+        """(num_frames, F) features of the video frames at t / fps (`segments`: phones, if already known)."""
+        mel = log_mel_spectrogram(wave, sample_rate).numpy().astype(np.float64)
+        return assemble_features(
+            mel, self.spec, num_frames, fps, (self.prior_mean, self.prior_std), segments, wave, sample_rate
+        )
+
+    def predict(self, wave: np.ndarray, sample_rate: int, num_frames: int, fps: float) -> F64:
+        """(num_frames, 6) float64 mouth shape (per-clip z-units) of frames at t / fps; lag 0."""
+        if num_frames <= 0:
+            return np.zeros((0, len(self.names)))
+        out = self.features(wave, sample_rate, num_frames, fps) @ self.weight + self.bias
+        return smooth_frames(out, self.smooth, self.smooth_centre)
+
+    def save(self, path: str | Path) -> None:
+        """float32 safetensors; the feature spec, smoothing and provenance as metadata."""
+        meta = {
+            "format": "stylelipsync.mouth_shape_model/1",
+            "spec": json.dumps(asdict(self.spec)),
+            "smooth_centre": str(self.smooth_centre),
+            "names": json.dumps(list(self.names)),
+            "info": json.dumps(self.info),
+        }
+        tensors = {
+            "weight": np.ascontiguousarray(self.weight, dtype=np.float32),
+            "bias": np.ascontiguousarray(self.bias, dtype=np.float32),
+            "prior_mean": np.ascontiguousarray(self.prior_mean, dtype=np.float32),
+            "prior_std": np.ascontiguousarray(self.prior_std, dtype=np.float32),
+            "smooth": np.ascontiguousarray(self.smooth, dtype=np.float32),
+        }
+        save_file(tensors, str(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MouthShapeModel:
+        """Read a file written by `save`; CheckpointError if it is missing or not such a model."""
+        fix = "regenerate it with scripts/fit_mouth_shape.py --media ../shared/media"
+        if not Path(path).is_file():
+            raise CheckpointError(f"{path} is missing: {fix}")
+        try:
+            with safe_open(str(path), framework="np") as fh:
+                meta = fh.metadata() or {}
+                t = {k: fh.get_tensor(k).astype(np.float64) for k in fh.keys()}  # noqa: SIM118
+            if meta.get("format") != "stylelipsync.mouth_shape_model/1":
+                raise ValueError(f"format is {meta.get('format')!r}")
+            return cls(
+                spec=MelFeatureSpec(**json.loads(meta["spec"])),
+                weight=t["weight"],
+                bias=t["bias"],
+                prior_mean=t["prior_mean"],
+                prior_std=t["prior_std"],
+                smooth=t["smooth"],
+                smooth_centre=int(meta["smooth_centre"]),
+                names=tuple(json.loads(meta["names"])),
+                info=json.loads(meta.get("info", "{}")),
+            )
+        except (OSError, KeyError, ValueError, TypeError, SafetensorError) as exc:
+            raise CheckpointError(f"{path}: not a mouth-shape model ({exc}); {fix}") from exc
+
+    @classmethod
+    def default(cls, causal: bool = False) -> MouthShapeModel:
+        """The shipped model: full context, or the ≤ 100 ms look-ahead variant for streaming."""
+        asset = resources.files("stylelipsync") / "assets" / (CAUSAL_ASSET if causal else FULL_ASSET)
+        with resources.as_file(asset) as path:
+            return cls.load(path)
+
+
+def assemble_features(
+    mel: F64,
+    spec: MelFeatureSpec,
+    num_frames: int,
+    fps: float,
+    prior: tuple[F64, F64],
+    segments: list[tuple[str, int, int]] | None = None,
+    wave: np.ndarray | None = None,
+    sample_rate: int = SAMPLE_RATE,
+) -> F64:
+    """Features of a clip from its log-mel (and phone segments, recognised from `wave` if not given).
+
+    `prior`: mean and std of the 94 `frame_features` over the training audio (for running normalisation).
+    """
+    if spec.spectral_size:
+        used = np.r_[
+            np.arange(N_MELS + (N_SPECTRAL if spec.spectral else 0)),
+            np.arange(
+                N_MELS + N_SPECTRAL, N_MELS + N_SPECTRAL + (N_SPECTRAL_BANDS if spec.spectral_bands else 0)
+            ),
+        ]
+        norm = normalized_mel(frame_features(mel)[:, used], spec, prior[0][used], prior[1][used])
+        mel_norm, extra = norm[:, :N_MELS], norm[:, N_MELS:]
+    else:
+        mel_norm = normalized_mel(mel, spec, prior[0][:N_MELS], prior[1][:N_MELS])
+    pooled = mel_norm.reshape(len(mel_norm), spec.bands, spec.band_pool).mean(axis=2)
+    feats = context_features(pooled, spec, num_frames, fps)
+    if spec.spectral_size:
+        feats = np.concatenate(
+            [feats, context_features(extra, replace(spec, deltas=False), num_frames, fps)], axis=1
+        )
+    if spec.phones == "none":
+        return feats
+    if segments is None:
+        if wave is None:
+            raise ValueError("phone features need the phone segments or the wave")
+        segments = recognise_phones(wave, sample_rate)
+    onehot = phone_onehots(segments, len(mel), spec.phones)
+    return np.concatenate([feats, context_features(onehot, spec.phone_spec, num_frames, fps)], axis=1)
+
+
+def smooth_frames(x: F64, taps: F64, centre: int) -> F64:
+    """FIR-filter each column of (T, D) `x` over time: y[t] = Σ_k taps[k] · x[t + k − centre].
+
+    Edges repeat the first/last row, so a constant signal stays constant.
+    """
+    if len(taps) == 1:
+        return x * float(taps[0])
+    before, after = centre, len(taps) - 1 - centre
+    padded = np.concatenate([np.repeat(x[:1], before, axis=0), x, np.repeat(x[-1:], after, axis=0)])
+    out = np.zeros_like(x)
+    for k, w in enumerate(taps):
+        out += w * padded[k : k + len(x)]
+    return out
+
+
+__all__ = [
+    "CAUSAL_ASSET",
+    "FULL_ASSET",
+    "NAMES",
+    "N_SPECTRAL",
+    "PHONE_SET",
+    "VISEMES",
+    "MelFeatureSpec",
+    "MouthShapeModel",
+    "assemble_features",
+    "context_features",
+    "frame_features",
+    "normalized_mel",
+    "phone_onehots",
+    "recognise_phones",
+    "smooth_frames",
+    "spectral_shape",
+]

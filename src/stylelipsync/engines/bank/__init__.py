@@ -1,0 +1,214 @@
+"""The mouth-bank engine: real mouths of the person, chosen and placed by the speech (Video Rewrite style).
+
+No network renders pixels. Pass 1 keeps a lower-face crop of every tracked source frame (`collect`); the
+bank (`bank`) describes each by its pose-normalised mouth shape and head pose; the audio → mouth-shape model
+predicts the wanted shape of every output frame, closed on silence; dynamic programming (`select`) picks
+one entry per frame, preferring to play the bank forward; `render` warps each chosen mouth into the target
+frame (`warp`) and pastes it back. A photo, or a bank whose mouths barely move, is reshaped instead: the
+lips and jaw of the nearest entry are moved to the wanted opening and the mouth's interior is painted.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.ndimage import gaussian_filter1d
+from tqdm.auto import tqdm
+
+from stylelipsync.audio.mouth_shape_model import MouthShapeModel
+from stylelipsync.engines.bank.bank import BankVideo, MouthBank
+from stylelipsync.engines.bank.collect import CropCollector
+from stylelipsync.engines.bank.render import BankRenderer, BankSchedule
+from stylelipsync.engines.bank.select import SelectionCosts, cuts, select
+from stylelipsync.engines.base import Engine, EngineInputs, EngineReport, FrameCollector
+from stylelipsync.errors import FaceNotFoundError, MediaError
+from stylelipsync.face.crop import crop_transforms, warp_landmarks
+from stylelipsync.face.geometry import FaceModel
+from stylelipsync.face.mask import PoseMasker
+from stylelipsync.face.mouth_shape import mouth_shapes
+from stylelipsync.face.track import FaceTrack, track_face
+from stylelipsync.media import VideoReader, probe, read_image
+from stylelipsync.pipelines.audio_drive import SAMPLE_RATE, speech_gate
+
+if TYPE_CHECKING:
+    from stylelipsync.pipelines.render import Callback, Progress, RenderPlan, StageTimer
+    from stylelipsync.pipelines.sources import SourceFrames
+
+RESHAPE_TOLERANCE_CM = 0.05
+"""Openings the chosen mouth misses by more than this are reshaped to the wanted one (the rest is left to
+selection, which shows only real mouths)."""
+TARGET_SMOOTH_FRAMES = 1.0
+"""σ (frames) of the Gaussian smoothing of the wanted mouth shape: removes frame-to-frame prediction noise
+without delaying it (zero phase)."""
+
+
+class MouthBankEngine(Engine):
+    """See the module docstring. `shape_model` None = the shipped audio → mouth-shape model."""
+
+    name = "bank"
+
+    def __init__(
+        self, shape_model: MouthShapeModel | None = None, costs: SelectionCosts | None = None
+    ) -> None:
+        self.shape_model = shape_model or MouthShapeModel.default()
+        self.costs = costs or SelectionCosts()
+
+    def collector(self, inputs: EngineInputs) -> FrameCollector:
+        return CropCollector(inputs.num_source)
+
+    def render(
+        self,
+        inputs: EngineInputs,
+        plan: RenderPlan,
+        sources: SourceFrames,
+        collected: FrameCollector | None,
+        timer: StageTimer,
+        callback: Callback | None,
+        progress: Progress,
+        pipelined: bool,
+    ) -> EngineReport:
+        if not isinstance(collected, CropCollector) or collected.size is None:
+            raise FaceNotFoundError(f"{plan.video}: no face crop was collected for the mouth bank")
+        videos = [BankVideo(collected, plan.track)]
+        extra: list[BankVideo] = []
+        try:
+            with timer("bank videos"):
+                for path in inputs.options.bank_video:
+                    extra.append(bank_video(Path(path), progress))
+            videos += extra
+            with timer("bank"):
+                bank = MouthBank(videos)
+            size = int(collected.size)
+            transforms = crop_transforms(plan.track, size=size)
+            with timer("selection"):
+                schedule, details = self.schedule(bank, inputs, plan, transforms)
+            report = EngineReport(frames_with_face=0, details=details)
+            if bank.poor_coverage:
+                msg = (
+                    f"the mouth bank has poor coverage: its mouths open {bank.coverage:.0%} as much as a "
+                    "person talking; mouths are reshaped and their interior painted. For real mouths, give a "
+                    "video of the person talking (--bank-video)."
+                )
+                report.warnings.append(msg)
+                warnings.warn(msg, stacklevel=2)
+            model = FaceModel.from_landmarks(plan.track.landmarks, plan.track.valid)
+            masker = PoseMasker(model, size=size)
+            renderer = BankRenderer(
+                bank, schedule, plan, sources, size, transforms, masker, timer, callback, progress, pipelined
+            )
+            report.frames_with_face = renderer.run()
+            return report
+        finally:
+            for v in extra:
+                v.collector.close()
+
+    def schedule(
+        self, bank: MouthBank, inputs: EngineInputs, plan: RenderPlan, transforms: NDArray[np.float64]
+    ) -> tuple[BankSchedule, dict[str, float]]:
+        """The entry, reshaping and cross-fades of every output frame."""
+        track, src = plan.track, plan.src_idx
+        t_len = len(src)
+        target, speech = self.wanted_shapes(bank, inputs, t_len)
+        model = FaceModel.from_landmarks(track.landmarks, track.valid)
+        used = np.unique(src)
+        pose = np.full((len(track), 3), np.nan)
+        pose[used] = mouth_shapes(track.landmarks[used], model, track.valid[used]).pose
+        chosen = select(target, pose[src], bank.z, bank.pose, bank.follows, self.costs, speech)
+        cut = cuts(chosen, bank.follows)
+        previous = np.full(t_len, -1, dtype=np.int64)
+        for t in np.flatnonzero(cut):
+            p = int(chosen[t - 1])
+            previous[t] = p + 1 if p + 1 < len(bank) and bank.follows[p + 1] else p
+        want_cm = bank.opening_cm(target[:, 0])
+        have_cm = bank.descriptor[chosen, 0]
+        missing = want_cm - have_cm
+        reshape_cm = np.sign(missing) * np.maximum(np.abs(missing) - RESHAPE_TOLERANCE_CM, 0.0)
+        # Closing squeezes lips and teeth together: at most half of the mouth's own opening.
+        reshape_cm = np.maximum(reshape_cm, -0.5 * np.maximum(have_cm, 0.0))
+        px_per_cm = np.array([_px_per_cm(track.landmarks[int(s)], transforms[int(s)]) for s in src])
+        open_px = np.nan_to_num(reshape_cm * px_per_cm)
+        interior = np.where(reshape_cm > 0, np.clip(reshape_cm / np.maximum(want_cm, 1e-3), 0.0, 1.0), 0.0)
+        details = {
+            "bank_entries": float(len(bank)),
+            "bank_coverage": float(bank.coverage),
+            "cuts_per_second": float(cut.sum() / max(t_len, 1) * inputs.fps),
+            "reshaped_fraction": float((np.abs(open_px) > 0.25).mean()) if t_len else 0.0,
+        }
+        return BankSchedule(chosen, open_px, interior, cut, previous), details
+
+    def wanted_shapes(
+        self, bank: MouthBank, inputs: EngineInputs, t_len: int
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(T, D) wanted mouth shape in the bank's z-units (the speech's prediction, closed on silence) and
+        the (T,) speech gate (1 speech, 0 silence).
+
+        Opening and width are mapped by quantiles: the k-th most open frame of the speech gets the k-th most
+        open mouth of the bank, so the output spans exactly this person's range of openings (neither the
+        regression's shrunken range nor openings the bank cannot show). The lip-shape coefficients keep the
+        prediction's own z-units.
+        """
+        dims = bank.z.shape[1]
+        frames = min(inputs.audio_frames, t_len)
+        pred = np.tile(bank.rest, (t_len, 1))
+        if frames > 0:
+            p = self.shape_model.predict(inputs.wave, SAMPLE_RATE, frames, inputs.fps)[:, :dims]
+            pred[:frames] = p - p.mean(axis=0)
+            pred[:frames, 0] = quantile_map(p[:, 0], bank.opening_reference())
+            if dims > 1 and not bank.poor_coverage:
+                pred[:frames, 1] = quantile_map(p[:, 1], bank.z[:, 1])
+        gate = speech_gate(inputs.wave, t_len, inputs.audio_frames, inputs.fps, inputs.options.keep_silence)
+        target = bank.rest[None, :] + gate[:, None] * (pred - bank.rest[None, :])
+        if t_len > 1:
+            target = gaussian_filter1d(target, TARGET_SMOOTH_FRAMES, axis=0, mode="nearest")
+        return target, gate
+
+
+def quantile_map(values: NDArray[np.floating], reference: NDArray[np.floating]) -> NDArray[np.float64]:
+    """`values` replaced by the quantiles of `reference` at their ranks (ties keep their order)."""
+    ranks = np.argsort(np.argsort(values, kind="stable"), kind="stable")
+    q = (ranks + 0.5) / max(len(values), 1)
+    return np.asarray(np.quantile(np.asarray(reference, dtype=np.float64), q), dtype=np.float64)
+
+
+def _px_per_cm(landmarks: NDArray[np.floating], m: NDArray[np.float64]) -> float:
+    """Target-crop pixels per model-space centimetre: the 3-D outer eye-corner distance is 8.9 cm."""
+    lm = warp_landmarks(np.asarray(landmarks, dtype=np.float32), m)
+    return float(np.linalg.norm(lm[33] - lm[263]) / 8.9)
+
+
+def bank_video(path: Path, progress: Progress = False) -> BankVideo:
+    """Track another video (or photo) of the person and collect its bank crops."""
+    if not path.is_file():
+        raise MediaError(f"{path}: --bank-video file not found")
+    info = probe(path)
+    if not info.has_video:
+        raise MediaError(f"{path}: --bank-video has no video stream; give a video of the person talking")
+    if info.is_image:
+        frames: list[NDArray[np.uint8]] = [read_image(path)]
+        fps, count = 25.0, 1
+    else:
+        reader = VideoReader(path)
+        fps, count = reader.fps, len(reader)
+        frames = (f.image for f in reader)  # type: ignore[assignment]
+    collector = CropCollector(count)
+    bar = tqdm(total=count, desc=f"bank {path.name}", unit="frame", disable=progress is not True, leave=False)
+    try:
+        track: FaceTrack = track_face(
+            frames, fps=fps, on_frame=collector, progress=lambda n: bar.update(n - bar.n)
+        )
+    except BaseException:
+        collector.close()
+        raise
+    finally:
+        bar.close()
+    if not track.valid.any() or collector.size is None:
+        collector.close()
+        raise FaceNotFoundError(f"{path}: no face found in the --bank-video")
+    return BankVideo(collector, track)
+
+
+__all__ = ["MouthBankEngine", "bank_video"]

@@ -1,0 +1,139 @@
+"""The mouth bank: every kept source frame as a candidate mouth, with what selection and rendering need.
+
+Per entry: its lower-face crop (on disk, see `collect`), its landmarks in that crop (the track's smoothed
+landmarks, for alignment without jitter), its mouth-shape descriptor (from the raw landmarks, so fast lip
+motion is kept) and its head pose. Descriptors are z-scored over the bank, which is how a prediction in
+per-clip z-units is mapped into *this* person's own range of shapes. Entries of several videos of the same
+person (`--bank-video`) are pooled; each video's own mean lip shape is removed first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from stylelipsync.engines.bank.collect import CropCollector
+from stylelipsync.face.crop import warp_landmarks
+from stylelipsync.face.geometry import FaceModel
+from stylelipsync.face.landmarks import NUM_MESH
+from stylelipsync.face.mouth_shape import LipBasis, MouthShapes, mouth_shapes
+from stylelipsync.face.track import FaceTrack
+
+TYPICAL_OPENING_STD_CM = 0.42
+"""Standard deviation of the inner-lip gap of a person talking (median over the shared talking clips is
+0.42 cm, 10th-90th percentile 0.29-0.59). A bank whose openings vary much less than this cannot show
+speech by selection alone."""
+TYPICAL_OPENING_QUANTILES = (
+    (0.0, 0.0),
+    (0.05, 0.03),
+    (0.25, 0.24),
+    (0.5, 0.63),
+    (0.75, 0.96),
+    (0.95, 1.37),
+    (1.0, 1.6),
+)
+"""(quantile, cm) of the inner-lip gap of a person talking (medians over the shared talking clips): the
+openings asked of a bank that lacks them."""
+POOR_COVERAGE = 0.4
+"""A bank with an opening spread below this fraction of the typical one has poor coverage."""
+
+
+@dataclass
+class BankVideo:
+    """One video's contribution: its collector (crops) and track (landmarks)."""
+
+    collector: CropCollector
+    track: FaceTrack
+
+
+class MouthBank:
+    """Entries from one or more `BankVideo`s (the first is the input video)."""
+
+    def __init__(self, videos: list[BankVideo], basis: LipBasis | None = None) -> None:
+        basis = basis or LipBasis.default()
+        self.videos = videos
+        parts: dict[str, list[NDArray]] = {k: [] for k in ("video", "row", "source", "lm", "desc", "pose")}
+        for v, bv in enumerate(videos):
+            track, col = bv.track, bv.collector
+            frames = np.asarray(col.frames, dtype=np.int64)
+            if frames.size == 0:
+                continue
+            model = FaceModel.from_landmarks(track.landmarks, track.valid)
+            lips_from = np.where(track.detected[:, None, None], track.raw, track.landmarks)
+            shapes: MouthShapes = mouth_shapes(lips_from[frames], model, track.valid[frames])
+            ok = shapes.valid & np.isfinite(track.landmarks[frames, :NUM_MESH]).all(axis=(1, 2))
+            rows = np.flatnonzero(ok)
+            if rows.size == 0:
+                continue
+            desc = shapes.descriptor(basis, mean=shapes.lips[ok].mean(axis=0))
+            lm = np.stack([warp_landmarks(track.landmarks[frames[r]], col.matrices[r])[:, :2] for r in rows])
+            parts["video"].append(np.full(rows.size, v))
+            parts["row"].append(rows)
+            parts["source"].append(frames[rows])
+            parts["lm"].append(lm.astype(np.float32))
+            parts["desc"].append(desc[rows])
+            parts["pose"].append(shapes.pose[rows])
+        if not parts["video"]:
+            raise ValueError("no bank entry: no frame with a tracked face")
+        self.video = np.concatenate(parts["video"])
+        self.row = np.concatenate(parts["row"])
+        self.source = np.concatenate(parts["source"])
+        self.landmarks = np.concatenate(parts["lm"])
+        self.descriptor = np.concatenate(parts["desc"])
+        self.pose = np.concatenate(parts["pose"])
+        self.follows = np.zeros(len(self), dtype=bool)
+        self.follows[1:] = (self.video[1:] == self.video[:-1]) & (self.source[1:] == self.source[:-1] + 1)
+        self.mean = self.descriptor.mean(axis=0)
+        self.std = self.descriptor.std(axis=0)
+        spread = float(self.std[0])
+        self.coverage = spread / TYPICAL_OPENING_STD_CM
+        # Scale of the z-units: the bank's own spread, or (for a bank that barely moves) the typical one, so a
+        # prediction still asks for the openings the bank lacks and the renderer reshapes the mouth to them.
+        floor = np.full_like(self.std, 1e-3)
+        floor[0] = TYPICAL_OPENING_STD_CM
+        self.scale = np.maximum(self.std, floor * POOR_COVERAGE)
+        if self.coverage < POOR_COVERAGE:
+            self.scale[0] = TYPICAL_OPENING_STD_CM
+        self.z = (self.descriptor - self.mean) / self.scale
+        closed = np.argsort(self.descriptor[:, 0], kind="stable")[: max(1, len(self) // 10)]
+        self.rest = self.z[closed].mean(axis=0)
+        if self.poor_coverage:
+            self.rest[0] = (TYPICAL_OPENING_QUANTILES[1][1] - self.mean[0]) / self.scale[0]
+
+    def __len__(self) -> int:
+        return int(self.video.shape[0])
+
+    @property
+    def poor_coverage(self) -> bool:
+        """True when the bank's mouths open and close too little to show speech by selection alone."""
+        return self.coverage < POOR_COVERAGE
+
+    def crop_size(self, i: int) -> int:
+        """Side of entry i's crop."""
+        return int(self.videos[int(self.video[i])].collector.size or 0)
+
+    def region(self, i: int) -> tuple[NDArray[np.uint8], int]:
+        """Entry i's stored lower-face rows and the crop row they start at."""
+        col = self.videos[int(self.video[i])].collector
+        assert col.store is not None
+        return col.store[int(self.row[i])], col.top
+
+    def opening_reference(self) -> NDArray[np.float64]:
+        """Openings (z-units) the speech is mapped onto by quantiles: the bank's own, or, with poor coverage,
+        those of a typical talking person."""
+        if not self.poor_coverage:
+            return np.asarray(self.z[:, 0], dtype=np.float64)
+        q, cm = zip(*TYPICAL_OPENING_QUANTILES, strict=True)
+        typical = np.interp(np.linspace(0, 1, 201), q, cm)
+        return np.asarray((typical - self.mean[0]) / self.scale[0], dtype=np.float64)
+
+    def opening_cm(self, z: NDArray[np.floating]) -> NDArray[np.float64]:
+        """Inner-lip gap in cm that z-units of the opening stand for in this bank."""
+        return np.asarray(self.mean[0] + np.asarray(z, dtype=np.float64) * self.scale[0])
+
+    def close(self) -> None:
+        """Free every video's stored crops."""
+        for v in self.videos:
+            v.collector.close()

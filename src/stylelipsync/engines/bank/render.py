@@ -1,0 +1,303 @@
+"""Pass 2 of the mouth-bank engine: for each output frame, put the chosen bank mouth into the frame.
+
+Per frame: the target crop (the frame's own face at the bank's crop size, Lanczos), the chosen entry's
+stored rows warped into it by one sampling map (`warp.place`: similarity on stable points, thin-plate fit of
+the cheeks, optional reshaping of a mouth the bank lacks), the interior painted where reshaping opened a
+closed mouth, a composite inside the pose-aware mask, then the shared `paste_back` (feathered edge, smooth
+colour-offset field matched along the inside of the seam, the frame's own detail restored where nothing
+changed). At a cut between two bank segments the frame is the mean of the new entry and the continuation of
+the old one, so the mouth never jumps.
+
+A decoding thread feeds frames and a writing thread encodes them, each through a queue of a few frames, so
+memory is flat in the video's length.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from tqdm.auto import tqdm
+
+from stylelipsync.engines.bank.bank import MouthBank
+from stylelipsync.engines.bank.warp import (
+    crop_to_region,
+    face_region,
+    paint_interior,
+    place,
+    sampling_maps,
+)
+from stylelipsync.face.crop import warp_landmarks, warp_to_crop
+from stylelipsync.face.mask import PoseMasker, keep_mask
+from stylelipsync.face.paste import blend_weight, color_offset
+from stylelipsync.media import VideoWriter
+from stylelipsync.pipelines.options import FrameOutput
+from stylelipsync.pipelines.render import OUTPUT_PRESET, Callback, Progress, RenderPlan, StageTimer
+from stylelipsync.pipelines.sources import SourceFrames, prefetch
+
+QUEUE_FRAMES = 4
+
+
+@dataclass
+class BankSchedule:
+    """What to show at every output frame: entry, reshaping (target pixels), interior amount, cut flag."""
+
+    entry: NDArray[np.int64]
+    open_px: NDArray[np.float64]
+    interior: NDArray[np.float64]
+    cut: NDArray[np.bool_]
+    previous: NDArray[np.int64]
+    """At a cut, the entry that continues the previous frame's (for the cross-fade); −1 elsewhere."""
+
+
+class BankRenderer:
+    """Writes every output frame of `plan` with the mouths `schedule` picks from `bank`."""
+
+    def __init__(
+        self,
+        bank: MouthBank,
+        schedule: BankSchedule,
+        plan: RenderPlan,
+        sources: SourceFrames,
+        size: int,
+        transforms: NDArray[np.float64],
+        masker: PoseMasker,
+        timer: StageTimer,
+        callback: Callback | None = None,
+        progress: Progress = False,
+        pipelined: bool = True,
+    ) -> None:
+        self.bank, self.schedule, self.plan, self.sources = bank, schedule, plan, sources
+        self.size, self.transforms = size, transforms
+        self.masker, self.timer = masker, timer
+        self.callback, self.progress, self.pipelined = callback, progress, pipelined
+        self._keep: dict[int, tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
+
+    def run(self) -> int:
+        """Render and encode every output frame; returns how many had a face."""
+        plan = self.plan
+        total = len(plan.src_idx)
+        bar = tqdm(total=total, desc="dubbing", unit="frame", disable=self.progress is not True)
+        with_face = 0
+        frames = self._frames()
+        stream = prefetch(frames, QUEUE_FRAMES) if self.pipelined else frames
+        try:
+            with ExitStack() as stack:
+                writers = self._open_writers(stack)
+                encoder = _Encoder(writers, self.timer, self.pipelined)
+                try:
+                    for t, s, frame in stream:
+                        out, comp, keep = frame, None, None
+                        if plan.track.valid[s]:
+                            with self.timer("bank render"):
+                                out, comp, keep = self._render(t, s, frame)
+                            with_face += 1
+                        encoder.put(out, comp, self.size)
+                        self._report(t, s, comp, keep)
+                        bar.update(1)
+                        if callable(self.progress):
+                            self.progress(t + 1, total)
+                finally:
+                    encoder.close()
+                with self.timer("encode"):
+                    stack.close()
+        finally:
+            if hasattr(stream, "close"):
+                stream.close()
+            bar.close()
+        return with_face
+
+    def _frames(self) -> Iterator[tuple[int, int, NDArray[np.uint8]]]:
+        for t, s in enumerate(self.plan.src_idx):
+            with self.timer("decode"):
+                frame = self.sources[int(s)]
+            yield t, int(s), frame
+
+    def _render(
+        self, t: int, s: int, frame: NDArray[np.uint8]
+    ) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None, NDArray[np.float32]]:
+        """The output frame, its crop-space composite (only when someone wants it) and the keep-mask."""
+        sched, m = self.schedule, self.transforms[s]
+        lm = warp_landmarks(self.plan.track.landmarks[s], m)
+        keep, alpha = self._masks(s, lm)
+        out = np.array(frame, copy=True)
+        box = _region(alpha, m, frame.shape[1], frame.shape[0])
+        if box is not None:
+            x0, y0, x1, y1 = box
+            roi = frame[y0:y1, x0:x1].astype(np.float32)
+            open_px, interior = float(sched.open_px[t]), float(sched.interior[t])
+            mouth, placed = self._mouth(int(sched.entry[t]), frame, lm, m, box, open_px, interior)
+            if sched.cut[t] and sched.previous[t] >= 0:
+                other, _ = self._mouth(int(sched.previous[t]), frame, lm, m, box, open_px, interior)
+                mouth = (mouth + other) * 0.5
+            with self.timer("colour"):
+                region = alpha * face_region(np.asarray(lm[:, :2], np.float64), placed, self.size)
+                to_region = crop_to_region(m, x0, y0)
+                a = np.asarray(
+                    cv2.warpAffine(region, to_region, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR),
+                    dtype=np.float32,
+                )
+                mouth += color_offset(np.clip(mouth, 0, 255).astype(np.uint8), frame[y0:y1, x0:x1], a)
+            out[y0:y1, x0:x1] = np.clip(np.rint(roi + a[..., None] * (mouth - roi)), 0, 255).astype(np.uint8)
+        comp = None
+        if self.callback is not None or self.plan.crop_path is not None:
+            comp = warp_to_crop(out, m, self.size)
+        return out, comp, keep
+
+    def _mouth(
+        self,
+        j: int,
+        frame: NDArray[np.uint8],
+        lm: NDArray[np.float32],
+        m: NDArray[np.float64],
+        box: tuple[int, int, int, int],
+        open_px: float,
+        interior: float,
+    ) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
+        """Entry j's mouth resampled straight into the frame region `box` of a target whose crop landmarks
+        are `lm` (float32, the region's size), and where its landmarks landed in the target crop."""
+        region, top = self.bank.region(j)
+        target_lm = np.asarray(lm[:, :2], dtype=np.float64)
+        with self.timer("placement"):
+            placement = place(self.bank.landmarks[j].astype(np.float64), target_lm, self.size, open_px)
+            map_x, map_y = sampling_maps(placement, m, box, top, self.size)
+        with self.timer("remap"):
+            mouth = cv2.remap(
+                region, map_x, map_y, interpolation=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE
+            )
+        if interior > 0:
+            inv = crop_to_region(m, box[0], box[1])
+            painted_lm = placement.landmarks @ inv[:, :2].T + inv[:, 2]
+            mouth = paint_interior(np.asarray(mouth, dtype=np.uint8), painted_lm, interior)
+        return np.asarray(mouth, dtype=np.float32), placement.landmarks
+
+    def _masks(self, s: int, lm: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Keep-mask K and blend weight α of source frame s (cached: loops and stills revisit frames)."""
+        hit = self._keep.get(s)
+        if hit is None:
+            with self.timer("mask"):
+                keep = keep_mask(self.masker(lm))
+                hit = (keep, blend_weight(keep))
+            if len(self._keep) > 4 * QUEUE_FRAMES:
+                self._keep.pop(next(iter(self._keep)))
+            self._keep[s] = hit
+        return hit
+
+    def _open_writers(self, stack: ExitStack) -> list[VideoWriter]:
+        plan = self.plan
+        sizes = [(plan.output, plan.width, plan.height)]
+        if plan.crop_path is not None:
+            sizes.append((plan.crop_path, self.size, self.size))
+        return [
+            stack.enter_context(
+                VideoWriter(
+                    path,
+                    plan.fps,
+                    w,
+                    h,
+                    audio=plan.audio,
+                    sample_rate=plan.audio_rate,
+                    protect=plan.protect,
+                    preset=OUTPUT_PRESET,
+                )
+            )
+            for path, w, h in sizes
+        ]
+
+    def _report(
+        self, t: int, s: int, comp: NDArray[np.uint8] | None, keep: NDArray[np.float32] | None
+    ) -> None:
+        if self.callback is None:
+            return
+        self.callback(
+            FrameOutput(
+                index=t,
+                source_index=s,
+                has_face=comp is not None,
+                composite=comp,
+                transform=self.transforms[s].copy() if comp is not None else None,
+                keep=keep,
+            )
+        )
+
+
+class _Encoder:
+    """Encodes frames on its own thread (or inline when not pipelined), through a bounded queue."""
+
+    def __init__(self, writers: list[VideoWriter], timer: StageTimer, threaded: bool) -> None:
+        import queue
+
+        self.writers, self.timer = writers, timer
+        self.errors: list[BaseException] = []
+        self.queue: queue.Queue[tuple[NDArray[np.uint8], NDArray[np.uint8] | None, int] | None] = queue.Queue(
+            maxsize=QUEUE_FRAMES
+        )
+        self.thread = threading.Thread(target=self._work, name="stylelipsync-bank-encode", daemon=True)
+        self.threaded = threaded
+        if threaded:
+            self.thread.start()
+
+    def put(self, frame: NDArray[np.uint8], comp: NDArray[np.uint8] | None, size: int) -> None:
+        if self.errors:
+            raise self.errors[0]
+        if not self.threaded:
+            self._write(frame, comp, size)
+            return
+        self.queue.put((frame, comp, size))
+
+    def _write(self, frame: NDArray[np.uint8], comp: NDArray[np.uint8] | None, size: int) -> None:
+        with self.timer("encode"):
+            self.writers[0].write(frame)
+            if len(self.writers) > 1:
+                self.writers[1].write(comp if comp is not None else np.zeros((size, size, 3), np.uint8))
+
+    def _work(self) -> None:
+        try:
+            while True:
+                item = self.queue.get()
+                if item is None:
+                    return
+                self._write(*item)
+        except BaseException as exc:
+            self.errors.append(exc)
+            while self.queue.get() is not None:
+                pass
+
+    def close(self) -> None:
+        """Wait for the queued frames; raise the writer thread's error, if any."""
+        if self.threaded:
+            self.queue.put(None)
+            self.thread.join()
+        if self.errors:
+            raise self.errors[0]
+
+
+def _region(
+    alpha: NDArray[np.float32], m: NDArray[np.float64], width: int, height: int
+) -> tuple[int, int, int, int] | None:
+    """Frame box (x0, y0, x1, y1) covering the crop pixels with α > 0, or None if there are none."""
+    ys, xs = np.nonzero(alpha > 0)
+    if ys.size == 0:
+        return None
+    box = np.array(
+        [
+            [xs.min(), ys.min()],
+            [xs.max() + 1, ys.min()],
+            [xs.min(), ys.max() + 1],
+            [xs.max() + 1, ys.max() + 1],
+        ],
+        dtype=np.float64,
+    )
+    corners = box @ crop_to_region(m, 0, 0)[:, :2].T + crop_to_region(m, 0, 0)[:, 2]
+    x0 = max(int(np.floor(corners[:, 0].min())) - 2, 0)
+    y0 = max(int(np.floor(corners[:, 1].min())) - 2, 0)
+    x1 = min(int(np.ceil(corners[:, 0].max())) + 2, width)
+    y1 = min(int(np.ceil(corners[:, 1].max())) + 2, height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1

@@ -1,0 +1,298 @@
+"""The mouth-bank engine: bank building, selection, rendering, photo input, --bank-video, timing, errors.
+
+Real shared clips, cut short; no model weights but the shipped audio → mouth-shape model and lip basis.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stylelipsync.engines.bank import MouthBankEngine, quantile_map
+from stylelipsync.engines.bank.bank import BankVideo, MouthBank
+from stylelipsync.engines.bank.collect import CropCollector, kept_frames, native_side
+from stylelipsync.engines.bank.select import SelectionCosts, cuts, select
+from stylelipsync.engines.bank.warp import place, similarity, thin_plate
+from stylelipsync.errors import FaceNotFoundError
+from stylelipsync.evaluation.face_tracks import track_video
+from stylelipsync.evaluation.mouth_opening import mouth_opening
+from stylelipsync.face.track import track_face
+from stylelipsync.media import VideoReader, VideoWriter, load_audio, probe
+from stylelipsync.pipelines import LipSyncPipeline
+
+CLIP = "dreamtalk_M030_front_neutral_level1_001.mp4"  # 256², 25 fps, 94 frames, a man talking, no audio
+OTHER_CLIP = "pcavs_Audio_Source_00104.mp4"  # 224², 25 fps, 12 s, another man talking, own audio
+SPEECH = "sadtalker_answer.wav"  # 2.15 s of speech
+
+
+def decode(path: Path) -> list[np.ndarray]:
+    return [f.image for f in VideoReader(path)]
+
+
+def laplacian_var(image: np.ndarray) -> float:
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(cv2.Laplacian(grey, cv2.CV_32F).var())
+
+
+@pytest.fixture(scope="module")
+def pipe() -> LipSyncPipeline:
+    return LipSyncPipeline.from_pretrained(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clip(media_dir: Path) -> Path:
+    return media_dir / CLIP
+
+
+@pytest.fixture(scope="module")
+def speech(media_dir: Path) -> Path:
+    return media_dir / SPEECH
+
+
+@pytest.fixture(scope="module")
+def clip_bank(clip: Path) -> MouthBank:
+    frames = decode(clip)
+    collector = CropCollector(len(frames))
+    track = track_face(iter(frames), fps=25.0, on_frame=collector)
+    return MouthBank([BankVideo(collector, track)])
+
+
+@pytest.fixture(scope="module")
+def dubbed(pipe: LipSyncPipeline, clip: Path, speech: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("bank") / "dubbed.mp4"
+    return pipe(clip, speech, out), out
+
+
+# ------------------------------------------------------------------------------------------------ bank
+
+
+def test_bank_keeps_every_tracked_frame_with_crops_landmarks_shapes_and_poses(
+    clip_bank: MouthBank, clip: Path
+) -> None:
+    n = len(decode(clip))
+    assert len(clip_bank) == n
+    assert clip_bank.descriptor.shape == (n, 6) and np.isfinite(clip_bank.descriptor).all()
+    assert np.isfinite(clip_bank.pose).all() and np.abs(clip_bank.pose).max() < 45
+    assert clip_bank.follows[1:].all() and not clip_bank.follows[0]
+    region, top = clip_bank.region(10)
+    size = clip_bank.crop_size(10)
+    assert region.shape == (size - top, size, 3) and region.dtype == np.uint8
+    # The stored crop is the face: the mouth landmarks lie inside the stored rows.
+    lm = clip_bank.landmarks[10]
+    assert top < lm[13, 1] < size and 0 < lm[61, 0] < lm[291, 0] < size
+    # A talking clip opens and closes its mouth: a real spread of openings, none negative.
+    assert clip_bank.std[0] > 0.15 and clip_bank.descriptor[:, 0].min() >= 0
+    assert not clip_bank.poor_coverage
+
+
+def test_long_videos_keep_evenly_spread_runs_within_the_cap() -> None:
+    keep = kept_frames(10_000, cap=3000, segment=25)
+    assert keep.sum() <= 3000 and keep.sum() >= 2900
+    starts = np.flatnonzero(np.diff(keep.astype(int)) == 1) + 1
+    assert len(starts) > 50 and keep[:25].all() and keep[-25:].all()
+    assert kept_frames(100, cap=3000).all()
+
+
+def test_native_side_follows_the_face_size(clip: Path) -> None:
+    track = track_video(clip)
+    side = native_side(track.landmarks[0])
+    assert side % 32 == 0 and 128 <= side <= 384
+    big = track.landmarks[0].copy()
+    big[:, :2] *= 3
+    assert native_side(big) >= side
+
+
+# -------------------------------------------------------------------------------------------- selection
+
+
+def test_selection_finds_the_known_answer_of_a_synthetic_bank() -> None:
+    rng = np.random.default_rng(0)
+    n = 200
+    shapes = np.cumsum(rng.normal(size=(n, 6)) * 0.3, axis=0)
+    shapes = (shapes - shapes.mean(0)) / shapes.std(0)
+    follows = np.ones(n, dtype=bool)
+    follows[[0, 100]] = False  # two recordings of 100 frames
+    truth = np.concatenate([np.arange(30, 60), np.arange(140, 170), np.arange(10, 25)])
+    pose = np.zeros((n, 3))
+    chosen = select(shapes[truth], np.zeros((len(truth), 3)), shapes, pose, follows, SelectionCosts())
+    np.testing.assert_array_equal(chosen, truth)
+    assert cuts(chosen, follows).sum() == 2
+
+
+def test_selection_prefers_the_target_pose_and_plays_forward() -> None:
+    n = 40
+    shapes = np.zeros((n, 6))
+    shapes[:, 0] = np.tile(np.linspace(-1, 1, 20), 2)
+    pose = np.zeros((n, 3))
+    pose[20:, 0] = 25.0  # second run filmed turned by 25°
+    follows = np.ones(n, dtype=bool)
+    follows[[0, 20]] = False
+    target = shapes[:20]
+    chosen = select(target, np.tile([25.0, 0, 0], (20, 1)), shapes, pose, follows)
+    np.testing.assert_array_equal(chosen, np.arange(20, 40))
+
+
+def test_quantile_map_spans_the_reference_range_in_the_order_of_the_values() -> None:
+    values = np.array([0.1, 0.3, 0.2, 0.05])
+    ref = np.linspace(-2, 3, 101)
+    mapped = quantile_map(values, ref)
+    assert list(np.argsort(mapped)) == list(np.argsort(values))
+    assert mapped.min() > -2 and mapped.max() < 3 and mapped.max() - mapped.min() > 2.5
+
+
+# ------------------------------------------------------------------------------------------------- warp
+
+
+def test_similarity_and_thin_plate_recover_known_motions() -> None:
+    rng = np.random.default_rng(1)
+    src = rng.uniform(0, 100, size=(12, 2))
+    angle, scale, shift = 0.1, 1.3, np.array([5.0, -3.0])
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    dst = src @ rot.T + shift
+    m = similarity(src, dst, np.ones(12))
+    np.testing.assert_allclose(m[:, :2], rot, atol=1e-9)
+    np.testing.assert_allclose(m[:, 2], shift, atol=1e-9)
+    field = thin_plate(src, np.tile([2.0, -1.0], (12, 1)), 128, smoothing=0.0)
+    np.testing.assert_allclose(field, np.broadcast_to([2.0, -1.0], field.shape), atol=1e-6)
+
+
+def test_placing_an_entry_on_itself_is_the_identity(clip_bank: MouthBank) -> None:
+    lm = clip_bank.landmarks[5].astype(np.float64)
+    size = clip_bank.crop_size(5)
+    placement = place(lm, lm, size)
+    np.testing.assert_allclose(placement.matrix, [[1, 0, 0], [0, 1, 0]], atol=1e-9)
+    assert np.abs(placement.field).max() < 1e-6
+    opened = place(lm, lm, size, open_px=6.0)
+    assert opened.landmarks[14, 1] == pytest.approx(lm[14, 1] + 6.0)
+    assert opened.landmarks[13, 1] == pytest.approx(lm[13, 1])
+
+
+# ------------------------------------------------------------------------------------------- end to end
+
+
+def test_bank_is_the_default_engine_and_the_output_plays_with_the_speech(dubbed, speech: Path) -> None:
+    result, out = dubbed
+    assert result.engine == "bank"
+    info = probe(out)
+    wave = load_audio(speech, 16000)
+    assert abs(info.duration - len(wave) / 16000) < 0.1
+    assert info.width == 256 and info.height == 256
+    assert result.frames_with_face == result.frames
+    assert result.details["bank_entries"] > 50
+
+
+def test_dubbed_mouth_is_sharp_real_and_differs_from_the_input(dubbed, clip: Path) -> None:
+    _, out = dubbed
+    src, dub = decode(clip), decode(out)
+    track = track_video(clip)
+    changed, ratios = 0, []
+    for t in range(5, len(dub) - 5, 5):
+        lm = track.landmarks[t]
+        x0, y0 = (lm[[61, 291, 0, 17], :2].min(0) - 6).astype(int)
+        x1, y1 = (lm[[61, 291, 0, 17], :2].max(0) + 6).astype(int)
+        a, b = src[t][y0:y1, x0:x1], dub[t][y0:y1, x0:x1]
+        changed += int(np.abs(a.astype(int) - b).mean() > 3)
+        ratios.append(laplacian_var(b) / max(laplacian_var(a), 1e-6))
+        # The top of the frame (eyes and above) is the input's.
+        np.testing.assert_allclose(dub[t][: int(lm[168, 1])].mean(), src[t][: int(lm[168, 1])].mean(), atol=3)
+    assert changed >= len(ratios) // 2
+    assert np.median(ratios) > 0.6
+
+
+def test_mouth_follows_the_speech_and_closes_on_silence(
+    pipe: LipSyncPipeline, clip: Path, speech: Path, tmp_path: Path
+) -> None:
+    wave = load_audio(speech, 16000)
+    silence = np.zeros(16000, dtype=np.float32)
+    audio = tmp_path / "speech_then_silence.wav"
+    sf.write(str(audio), np.concatenate([wave, silence, wave]), 16000, subtype="PCM_16")
+    out = tmp_path / "mixed.mp4"
+    pipe(clip, audio, out)
+    track = track_video(out)
+    opening = mouth_opening(track.raw, track.detected)
+    n = round(len(wave) / 16000 * 25)
+    quiet = opening[n + 6 : n + 19]
+    talk = np.concatenate([opening[:n], opening[n + 25 :]])
+    assert np.nanstd(quiet) < 0.5 * np.nanstd(talk)
+    assert np.nanmean(quiet) < np.nanmean(talk)
+
+
+def test_audio_delayed_by_8_frames_delays_the_mouth_by_8_frames(
+    pipe: LipSyncPipeline, media_dir: Path, tmp_path: Path
+) -> None:
+    wave = load_audio(media_dir / OTHER_CLIP, 16000)[: 16000 * 4]
+    delayed = np.concatenate([np.zeros(16000 * 8 // 25, np.float32), wave])[: len(wave)]
+    engine = pipe.engine("bank")
+    assert isinstance(engine, MouthBankEngine)
+    model = engine.shape_model
+    a = model.predict(wave, 16000, 100, 25.0)[:, 0]
+    b = model.predict(delayed, 16000, 100, 25.0)[:, 0]
+    lags = range(-12, 13)
+    corr = [np.corrcoef(a[20:80], b[20 + k : 80 + k])[0, 1] for k in lags]
+    assert list(lags)[int(np.argmax(corr))] in (7, 8, 9)
+
+
+def test_photo_input_opens_and_closes_sharp_lips(
+    pipe: LipSyncPipeline, clip: Path, speech: Path, tmp_path: Path
+) -> None:
+    frame = decode(clip)[0]
+    photo = tmp_path / "face.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "photo.mp4"
+    with pytest.warns(UserWarning, match="poor coverage"):
+        result = pipe(photo, speech, out)
+    assert result.warnings and "poor coverage" in result.warnings[0]
+    track = track_video(out)
+    opening = mouth_opening(track.raw, track.detected)
+    assert np.nanmax(opening) - np.nanmin(opening) > 0.03
+    assert result.details["reshaped_fraction"] > 0.3
+
+
+def test_bank_video_gives_a_photo_real_mouths(
+    pipe: LipSyncPipeline, clip: Path, speech: Path, tmp_path: Path
+) -> None:
+    frame = decode(clip)[40]
+    photo = tmp_path / "face.jpg"
+    cv2.imwrite(str(photo), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "enrolled.mp4"
+    result = pipe(photo, speech, out, bank_video=[str(clip)])
+    assert not result.warnings
+    assert result.details["bank_entries"] > 50
+    assert result.details["reshaped_fraction"] < 0.5
+
+
+def test_no_face_is_a_clear_error(pipe: LipSyncPipeline, speech: Path, tmp_path: Path) -> None:
+    video = tmp_path / "noise.mp4"
+    rng = np.random.default_rng(0)
+    with VideoWriter(video, 25, 128, 128) as w:
+        for _ in range(10):
+            w.write(rng.integers(0, 255, size=(128, 128, 3), dtype=np.uint8))
+    with pytest.raises(FaceNotFoundError, match="no face"):
+        pipe(video, speech, tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_tiny_face_is_a_clear_error(pipe: LipSyncPipeline, clip: Path, speech: Path, tmp_path: Path) -> None:
+    frame = cv2.resize(decode(clip)[0], (24, 24), interpolation=cv2.INTER_AREA)
+    canvas = np.full((240, 320, 3), 128, np.uint8)
+    canvas[100:124, 150:174] = frame
+    photo = tmp_path / "tiny.png"
+    cv2.imwrite(str(photo), canvas)
+    with pytest.raises(FaceNotFoundError, match="no face"):
+        pipe(photo, speech, tmp_path / "out.mp4")
+
+
+def test_one_frame_video_dubs_like_a_photo(
+    pipe: LipSyncPipeline, clip: Path, speech: Path, tmp_path: Path
+) -> None:
+    video = tmp_path / "one.mp4"
+    with VideoWriter(video, 25, 256, 256) as w:
+        w.write(decode(clip)[0])
+    out = tmp_path / "out.mp4"
+    with pytest.warns(UserWarning, match="poor coverage"):
+        result = pipe(video, speech, out)
+    assert result.frames_with_face == result.frames and probe(out).duration > 2.0
