@@ -108,13 +108,15 @@ def make_model(work: Path) -> Path:
     return path
 
 
-def run_case(case: Case, model: Path, work: Path, batch_size: int) -> Measurement:
-    """Run `generate` in a child process; parse its summary and its VmHWM."""
+def run_case(case: Case, model: Path | None, work: Path, batch_size: int) -> Measurement:
+    """Run `generate` in a child process (the bank engine when `model` is None); parse its summary and its
+    VmHWM."""
     report = work / f"status_{case.name}.txt"
     output = work / f"out_{case.name}.mp4"
+    engine = ["--engine", "bank"] if model is None else ["-c", str(model)]
     args = [
         "--debug", "generate", "-v", str(case.video), "-a", str(case.audio), "-o", str(output),
-        "-c", str(model), "--batch-size", str(batch_size), "--overwrite",
+        *engine, "--batch-size", str(batch_size), "--overwrite",
     ]  # fmt: skip
     env = {**os.environ, "BENCH_REPORT": str(report)}
     start = time.perf_counter()
@@ -153,16 +155,27 @@ def table(results: list[Measurement]) -> str:
 
 
 def section(
-    results: list[Measurement], clip: Path, speech: Path, batch_size: int, load: str, note: str = ""
+    results: list[Measurement],
+    clip: Path,
+    speech: Path,
+    batch_size: int,
+    load: str,
+    note: str = "",
+    engine: str = "stylelipsync",
 ) -> str:
     """A dated RESULTS.md section."""
     by_name = {m.case.name: m for m in results}
     lines = [
-        f"## generate: peak memory and speed, 10 s vs 60 s ({dt.date.today().isoformat()})",
+        f"## generate ({engine} engine): peak memory and speed, 10 s vs 60 s ({dt.date.today().isoformat()})",
         "",
         f"`benchmarks/bench_generate_memory.py`: `{clip.name}` looped ping-pong to the audio's length, "
-        f"speech from `{speech.name}`, tiny random-weight model (`StyleLipSyncConfig.tiny(64)`), "
-        f"`--batch-size {batch_size}`, CPU, one child process per case (peak = its VmHWM at exit). "
+        f"speech from `{speech.name}`, "
+        + (
+            "tiny random-weight model (`StyleLipSyncConfig.tiny(64)`), "
+            if engine == "stylelipsync"
+            else "the mouth-bank engine (`--engine bank`), "
+        )
+        + f"`--batch-size {batch_size}`, CPU, one child process per case (peak = its VmHWM at exit). "
         f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs (load average at start: "
         f"{load}); run under `nice -n 10`.",
         "",
@@ -195,6 +208,10 @@ def main() -> None:
         "--write", action="store_true", help="append a dated section to benchmarks/RESULTS.md"
     )
     parser.add_argument("--note", default="", help="a remark to add at the end of the section")
+    parser.add_argument(
+        "--engine", choices=["stylelipsync", "bank"], default="stylelipsync",
+        help="stylelipsync: a tiny random-weight model; bank: the mouth-bank engine (no model)",
+    )  # fmt: skip
     args = parser.parse_args()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="bench_generate_") as tmp:
@@ -202,7 +219,7 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         wanted = args.cases.split(",")
         pairs = build_inputs(work, args.clip, args.speech, [10, 60])
-        model = make_model(work)
+        model = make_model(work) if args.engine == "stylelipsync" else None
         cases = {
             "10s": Case("10s", *pairs[10], 10),
             "60s": Case("60s", *pairs[60], 60),
@@ -215,7 +232,7 @@ def main() -> None:
             print(f"  stages: {m.stages}", flush=True)
             results.append(m)
     print(table(results))
-    text = section(results, args.clip, args.speech, args.batch_size, load, args.note)
+    text = section(results, args.clip, args.speech, args.batch_size, load, args.note, args.engine)
     print(text)
     if args.write:
         with RESULTS.open("a") as fh:

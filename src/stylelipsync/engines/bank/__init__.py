@@ -41,7 +41,10 @@ if TYPE_CHECKING:
 RESHAPE_TOLERANCE_CM = 0.05
 """Openings the chosen mouth misses by more than this are reshaped to the wanted one (the rest is left to
 selection, which shows only real mouths)."""
-TARGET_SMOOTH_FRAMES = 1.0
+RESHAPE_SMOOTH_FRAMES = 1.5
+"""σ (frames) of the smoothing of the reshaping over time: the chosen mouths change at cuts, the reshaping
+that completes them must not jump with them."""
+TARGET_SMOOTH_FRAMES = 0.5
 """σ (frames) of the Gaussian smoothing of the wanted mouth shape: removes frame-to-frame prediction noise
 without delaying it (zero phase)."""
 
@@ -131,6 +134,8 @@ class MouthBankEngine(Engine):
         reshape_cm = np.maximum(reshape_cm, -0.5 * np.maximum(have_cm, 0.0))
         px_per_cm = np.array([_px_per_cm(track.landmarks[int(s)], transforms[int(s)]) for s in src])
         open_px = np.nan_to_num(reshape_cm * px_per_cm)
+        if t_len > 1:
+            open_px = gaussian_filter1d(open_px, RESHAPE_SMOOTH_FRAMES, mode="nearest")
         interior = np.where(reshape_cm > 0, np.clip(reshape_cm / np.maximum(want_cm, 1e-3), 0.0, 1.0), 0.0)
         details = {
             "bank_entries": float(len(bank)),

@@ -1,7 +1,7 @@
 """The mouth bank: every kept source frame as a candidate mouth, with what selection and rendering need.
 
-Per entry: its lower-face crop (on disk, see `collect`), its landmarks in that crop (the track's smoothed
-landmarks, for alignment without jitter), its mouth-shape descriptor (from the raw landmarks, so fast lip
+Per entry: its lower-face crop (on disk, see `collect`), its landmarks in that crop and its mouth-shape
+descriptor (both from that frame's own detection, so the crop's pixels and its landmarks agree and fast lip
 motion is kept) and its head pose. Descriptors are z-scored over the bank, which is how a prediction in
 per-clip z-units is mapped into *this* person's own range of shapes. Entries of several videos of the same
 person (`--bank-video`) are pooled; each video's own mean lip shape is removed first.
@@ -68,7 +68,8 @@ class MouthBank:
             if rows.size == 0:
                 continue
             desc = shapes.descriptor(basis, mean=shapes.lips[ok].mean(axis=0))
-            lm = np.stack([warp_landmarks(track.landmarks[frames[r]], col.matrices[r])[:, :2] for r in rows])
+            # Each crop's own detection (see render: the mouth must move with its own frame's face).
+            lm = np.stack([warp_landmarks(lips_from[frames[r]], col.matrices[r])[:, :2] for r in rows])
             parts["video"].append(np.full(rows.size, v))
             parts["row"].append(rows)
             parts["source"].append(frames[rows])

@@ -132,16 +132,17 @@ def sampling_maps(
     pixels are resampled once, straight into the frame.
     """
     x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    to_region = crop_to_region(frame_to_crop, x0, y0)
-    field = cv2.warpAffine(
-        placement.field, to_region, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
     xs = np.arange(x0, x1, dtype=np.float32)
     ys = np.arange(y0, y1, dtype=np.float32)
     m = frame_to_crop.astype(np.float32)
-    qx = m[0, 0] * xs[None, :] + m[0, 1] * ys[:, None] + m[0, 2] - field[..., 0]
-    qy = m[1, 0] * xs[None, :] + m[1, 1] * ys[:, None] + m[1, 2] - field[..., 1]
+    qx = m[0, 0] * xs[None, :] + m[0, 1] * ys[:, None] + m[0, 2]
+    qy = m[1, 0] * xs[None, :] + m[1, 1] * ys[:, None] + m[1, 2]
+    step = np.float32((GRID - 1) / max(size - 1, 1))
+    field = cv2.remap(
+        placement.field, qx * step, qy * step, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    qx = qx - field[..., 0]
+    qy = qy - field[..., 1]
     inv = np.linalg.inv(np.vstack([placement.matrix, [0, 0, 1]]))[:2].astype(np.float32)
     map_x = inv[0, 0] * qx + inv[0, 1] * qy + inv[0, 2]
     map_y = inv[1, 0] * qx + inv[1, 1] * qy + inv[1, 2] - top
@@ -177,7 +178,8 @@ def _reshape(lm: F64, size: int, open_px: float) -> tuple[F64, F64]:
     for i in HOLD:
         ctrl.append(i)
         vals.append(down * 0.0)
-    pts = lm[ctrl]
+    # The field is sampled at output pixels (backward mapping), so it is fitted where the points end up.
+    pts = lm[ctrl] + np.asarray(vals)
     chin = lm[152]
     mouth_w = float(np.linalg.norm(lm[61] - lm[291]))
     ring = [chin + np.array([dx, 0.9 * mouth_w]) for dx in (-1.2 * mouth_w, 0.0, 1.2 * mouth_w)]
@@ -229,18 +231,23 @@ def paint_interior(image: NDArray[np.uint8], lm: F64, amount: float, teeth: bool
     pts = np.round((poly - [x0, y0]) * scale).astype(np.int32)
     cv2.fillPoly(mask, [pts], (255,), lineType=cv2.LINE_AA)
     alpha = cv2.resize(mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    lip_ring = cv2.dilate((alpha > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) - (alpha > 0.05)
-    lips = roi[lip_ring > 0] if (lip_ring > 0).any() else roi.reshape(-1, 3)
+    inside = alpha > 0.05
+    ring = (cv2.dilate((alpha > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~inside
+    lips = roi[ring] if ring.any() else roi.reshape(-1, 3)
     lip_colour = np.median(lips, axis=0)
     yy = np.arange(y1 - y0, dtype=np.float32)[:, None]
-    top_y = np.interp(np.arange(x0, x1), upper[:, 0], upper[:, 1]) - y0
+    xs = np.arange(x0, x1, dtype=np.float64)
+    top_y = np.interp(xs, upper[:, 0], upper[:, 1]) - y0
     depth = np.clip((yy - top_y[None, :]) / max(gap, 1.0), 0.0, 1.0)
-    cavity = lip_colour[None, None, :] * (0.32 - 0.12 * np.sin(np.pi * depth)[..., None])
+    cavity = lip_colour[None, None, :] * (0.28 - 0.14 * np.sin(np.pi * depth)[..., None])
     if teeth and gap > 4.0:
-        band = np.clip(1.0 - (yy - top_y[None, :]) / (0.3 * gap), 0.0, 1.0) ** 0.7
-        tooth = np.clip(lip_colour.mean() * 1.25, 120, 215) * np.array([1.0, 0.97, 0.92], np.float32)
+        # Upper teeth: a soft band under the upper lip, fading towards the mouth corners.
+        left, right = float(lm[78, 0]), float(lm[308, 0])
+        across = np.clip(1.0 - np.abs((xs - (left + right) / 2) / max((right - left) / 2, 1.0)) ** 2, 0, 1)
+        band = np.clip(1.0 - (yy - top_y[None, :]) / (0.28 * gap), 0.0, 1.0) ** 0.8 * across[None, :] * 0.85
+        tooth = np.clip(float(lip_colour.mean()) * 1.3, 110, 200) * np.array([1.0, 0.96, 0.9], np.float32)
         cavity = cavity * (1 - band[..., None]) + tooth[None, None, :] * band[..., None]
-    cavity = cv2.GaussianBlur(cavity.astype(np.float32), (0, 0), 0.7)
+    cavity = cv2.GaussianBlur(cavity.astype(np.float32), (0, 0), 0.8)
     a = (alpha * amount)[..., None]
     out = image.copy()
     out[y0:y1, x0:x1] = np.clip(np.rint(roi * (1 - a) + cavity * a), 0, 255).astype(np.uint8)
