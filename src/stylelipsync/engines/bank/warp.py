@@ -38,7 +38,7 @@ JAW_FOLLOW = (0.3, 0.5, 0.7, 0.85, 0.95, 1.0, 1.0, 1.0, 0.95, 0.85, 0.7, 0.5, 0.
 HOLD = (2, 98, 327, 206, 426, 234, 454, 93, 323)
 INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 INNER_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
-GRID = 33
+GRID = 17
 """Thin-plate splines are evaluated on a GRID × GRID lattice and interpolated (they are smooth)."""
 
 
@@ -77,7 +77,10 @@ def thin_plate(points: F64, values: F64, size: int, smoothing: float = 1.0) -> F
     system[:n, :n], system[:n, n:], system[n:, :n] = k, poly, poly.T
     rhs = np.zeros((n + 3, 2))
     rhs[:n] = values
-    coef = np.linalg.lstsq(system, rhs, rcond=None)[0]
+    try:
+        coef = np.linalg.solve(system, rhs)
+    except np.linalg.LinAlgError:
+        coef = np.linalg.lstsq(system, rhs, rcond=None)[0]
     axis = np.linspace(0, size - 1, GRID)
     gx, gy = np.meshgrid(axis, axis)
     g = np.stack([gx.ravel(), gy.ravel()], axis=1) / scale
@@ -213,8 +216,8 @@ def paint_interior(image: NDArray[np.uint8], lm: F64, amount: float, teeth: bool
     amount = float(np.clip(amount, 0.0, 1.0))
     if amount <= 0:
         return image
-    upper = lm[list(INNER_UPPER)]
-    lower = lm[list(INNER_LOWER)][::-1]
+    upper = _smooth_curve(lm[list(INNER_UPPER)])
+    lower = _smooth_curve(lm[list(INNER_LOWER)])[::-1]
     poly = np.concatenate([upper, lower[1:-1]])
     gap = float(np.linalg.norm(lm[13] - lm[14]))
     if gap < 1.0:
@@ -231,6 +234,7 @@ def paint_interior(image: NDArray[np.uint8], lm: F64, amount: float, teeth: bool
     pts = np.round((poly - [x0, y0]) * scale).astype(np.int32)
     cv2.fillPoly(mask, [pts], (255,), lineType=cv2.LINE_AA)
     alpha = cv2.resize(mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    alpha = cv2.GaussianBlur(alpha, (0, 0), 0.6)
     inside = alpha > 0.05
     ring = (cv2.dilate((alpha > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~inside
     lips = roi[ring] if ring.any() else roi.reshape(-1, 3)
@@ -245,7 +249,7 @@ def paint_interior(image: NDArray[np.uint8], lm: F64, amount: float, teeth: bool
         left, right = float(lm[78, 0]), float(lm[308, 0])
         across = np.clip(1.0 - np.abs((xs - (left + right) / 2) / max((right - left) / 2, 1.0)) ** 2, 0, 1)
         band = np.clip(1.0 - (yy - top_y[None, :]) / (0.28 * gap), 0.0, 1.0) ** 0.8 * across[None, :] * 0.85
-        tooth = np.clip(float(lip_colour.mean()) * 1.3, 110, 200) * np.array([1.0, 0.96, 0.9], np.float32)
+        tooth = np.clip(float(lip_colour.mean()) * 1.5, 140, 210) * np.array([1.0, 0.96, 0.9], np.float32)
         cavity = cavity * (1 - band[..., None]) + tooth[None, None, :] * band[..., None]
     cavity = cv2.GaussianBlur(cavity.astype(np.float32), (0, 0), 0.8)
     a = (alpha * amount)[..., None]
@@ -305,3 +309,19 @@ def face_region(target_lm: F64, placed_lm: F64, size: int, feather: float = 0.01
     eroded = np.asarray(cv2.erode(mask, disc), dtype=np.float32)
     soft = cv2.GaussianBlur(eroded / 255.0, (0, 0), float(radius))
     return np.asarray(soft, dtype=np.float32)
+
+
+def _smooth_curve(points: F64, samples: int = 48) -> F64:
+    """A lip contour (N, 2) resampled along a Catmull-Rom spline: inner-lip landmarks are few, and a straight
+    polygon through them paints an angular mouth."""
+    p = np.concatenate([points[:1], points, points[-1:]])
+    out = []
+    for i in range(1, len(p) - 2):
+        t = np.linspace(0.0, 1.0, max(2, samples // (len(points) - 1)), endpoint=False)[:, None]
+        a, b, c, d = p[i - 1], p[i], p[i + 1], p[i + 2]
+        out.append(
+            0.5
+            * ((2 * b) + (-a + c) * t + (2 * a - 5 * b + 4 * c - d) * t**2 + (-a + 3 * b - 3 * c + d) * t**3)
+        )
+    out.append(points[-1:])
+    return np.concatenate(out)
