@@ -9,8 +9,11 @@ grouped cross-validation over persons *inside* those training persons), and the 
 scored by the per-clip correlation of predicted vs measured descriptor at lag 0, averaged over that person's
 clips, then over persons. The table goes to stdout and `benchmarks/mouth_shape_lopo.md`.
 
-Shipped: the best full-context variant and the best variant with ≤ 100 ms look-ahead, refitted on all
-persons (`assets/mouth_shape.safetensors`, `assets/mouth_shape_causal.safetensors`).
+Shipped, each the best row of its kind refitted on all persons (alpha, and delay where offered, again by
+grouped cross-validation): `assets/mouth_shape.safetensors` (full context, no phone features: any
+language), `assets/mouth_shape_phones.safetensors` (full context with pocketsphinx phone classes: English)
+and `assets/mouth_shape_causal.safetensors` (≤ 100 ms look-ahead, running normalisation: streaming).
+Ensemble rows are reported only.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/fit_mouth_shape.py --media ../shared/media
 
@@ -26,6 +29,7 @@ import logging
 import pickle
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -36,6 +40,7 @@ from stylelipsync.audio.mouth_shape_model import (
     CAUSAL_ASSET,
     FULL_ASSET,
     NAMES,
+    PHONES_ASSET,
     MelFeatureSpec,
     MouthShapeModel,
     assemble_features,
@@ -527,7 +532,8 @@ def table(results: list[Result], clips: list[Clip]) -> str:
         taps, centre = r.variant.smoothing()
         la = r.variant.spec.lookahead_seconds + (len(taps) - 1 - centre) / 25.0
         alpha = np.median(np.stack(r.alphas), axis=0)
-        delay = np.median([s.get("delay:opening", 0) for s in r.shifts]) if r.shifts else 0
+        shifts = getattr(r, "shifts", [])  # absent from results cached before delays existed
+        delay = np.median([sh.get("delay:opening", 0) for sh in shifts]) if shifts else 0
         rows.append(
             f"| {r.variant.name} | {1000 * la:.0f} ms | {m[0]:.3f} ± {s[0]:.3f} | {better}/{len(base)} | "
             + " | ".join(f"{v:.3f}" for v in m[1:])
@@ -557,6 +563,61 @@ def write_benchmark(path: Path, text: str, clips: list[Clip]) -> None:
     text = f"{head}\n\n{textwrap.fill(' '.join(intro.split()), 110)}\n\n{text}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def choose_shipped(results: list[Result]) -> dict[str, Result]:
+    """Per shipped asset, the row of its kind with the best LOPO opening r (ensembles and per-speaker
+    normalisation, which needs several clips of the speaker, excluded)."""
+    shippable = [r for r in results if r.variant.name not in ENSEMBLES and not r.variant.per_speaker_norm]
+    kinds: dict[str, Callable[[Variant], bool]] = {
+        FULL_ASSET: lambda v: not is_causal(v) and v.spec.phones == "none",
+        PHONES_ASSET: lambda v: not is_causal(v) and v.spec.phones != "none",
+        CAUSAL_ASSET: is_causal,
+    }
+    return {
+        asset: max((r for r in shippable if wanted(r.variant)), key=lambda r: r.mean[0])
+        for asset, wanted in kinds.items()
+    }
+
+
+def shipped_section(shipped: dict[str, Result], baseline: Result) -> str:
+    """Which rows are shipped, and their opening r per held-out person next to the baseline's."""
+    lines = ["## Shipped", ""]
+    lines += [
+        f"- `assets/{asset}`: {r.variant.name} (opening r {r.mean[0]:.3f})" for asset, r in shipped.items()
+    ]
+    results = [baseline, *shipped.values()]
+    lines += [
+        "",
+        "Opening r per held-out person (lag 0):",
+        "",
+        "| person | baseline | " + " | ".join(f"`{a}`" for a in shipped) + " |",
+        "|---|" + "---|" * len(results),
+    ]
+    for person in sorted(baseline.per_person):
+        lines.append(f"| {person} | " + " | ".join(f"{r.per_person[person][0]:+.3f}" for r in results) + " |")
+    return "\n".join(lines)
+
+
+def offset_section(baseline: Result, clips: list[Clip], max_lag: int = 6) -> str:
+    """Clips whose baseline LOPO prediction matches the measured opening best at a lag of 3+ frames: audio and
+    video are probably offset in the source, which caps any lag-0 score on them."""
+    lines = [
+        "## Clips that look offset",
+        "",
+        f"Best lag (within ±{max_lag} frames) of the baseline's LOPO opening prediction, where it is 3 "
+        "frames or more (positive: the mouth moves after the prediction):",
+        "",
+    ]
+    for c in clips:
+        p, t = baseline.preds[c.name][:, :1].astype(np.float64), c.target[:, :1]
+        r = [float(clip_corr(p, shifted(t, lag))[0]) for lag in range(-max_lag, max_lag + 1)]
+        lag = int(np.argmax(r)) - max_lag
+        if abs(lag) >= 3:
+            lines.append(
+                f"- {c.name} ({c.person}): {lag:+d} frames, r {r[max_lag]:.2f} at lag 0, {max(r):.2f} at best"
+            )
+    return "\n".join(lines)
 
 
 def is_causal(v: Variant) -> bool:
@@ -624,15 +685,36 @@ def variants() -> list[Variant]:
         Variant("PW + delay", base, person_weighted=True, delays=DELAYS),
         Variant("PW + visemes + delay", vis, person_weighted=True, delays=DELAYS),
         Variant("PW + visemes + σ=2 + delay", vis, 2.0, person_weighted=True, delays=DELAYS),
-        Variant("causal + PW + delay", causal, person_weighted=True, delays=DELAYS),
-        Variant("PW + spectral + σ=2 + delay", spec, 2.0, person_weighted=True, delays=DELAYS),
-        Variant("PW + visemes + spectral + σ=2 + delay", visspec, 2.0, person_weighted=True, delays=DELAYS),
-        Variant("causal + PW + spectral + delay", causalspec, person_weighted=True, delays=DELAYS),
-        Variant("PW + spectral14 + σ=2 + delay", spec14, 2.0, person_weighted=True, delays=DELAYS),
+        Variant("PW + visemes + spectral14 + σ=2", visspec14, 2.0, person_weighted=True),
+        Variant("PW + spectral14 + σ=2", spec14, 2.0, person_weighted=True),
+        Variant("causal + PW + spectral14", causalspec14, person_weighted=True),
         Variant(
-            "PW + visemes + spectral14 + σ=2 + delay", visspec14, 2.0, person_weighted=True, delays=DELAYS
+            "causal -200/+80 ms + PW + spectral14",
+            replace(causalspec14, past=20, future=8),
+            person_weighted=True,
         ),
-        Variant("causal + PW + spectral14 + delay", causalspec14, person_weighted=True, delays=DELAYS),
+        Variant("PW + spectral14, -200/+80 ms (clip norm)", replace(spec14, future=8), person_weighted=True),
+        Variant("PW + visemes + spectral, -200/+90 ms", replace(visspec, future=9), person_weighted=True),
+        Variant("PW + visemes + spectral + σ=1", visspec, 1.0, person_weighted=True),
+        Variant(
+            "causal -300/+80 ms + PW + spectral14", replace(causalspec14, future=8), person_weighted=True
+        ),
+        Variant("PW + spectral14 + σ=1", spec14, 1.0, person_weighted=True),
+        Variant("PW + visemes + spectral14 + σ=1", visspec14, 1.0, person_weighted=True),
+        Variant(
+            "PW + visemes (30 ms steps) + spectral + σ=1",
+            replace(visspec, phone_stride=3),
+            1.0,
+            person_weighted=True,
+        ),
+        Variant(
+            "causal -200/+80 ms + PW + spectral", replace(causalspec, past=20, future=8), person_weighted=True
+        ),
+        Variant(
+            "causal -150/+80 ms + PW + spectral14",
+            replace(causalspec14, past=15, future=8),
+            person_weighted=True,
+        ),
         Variant("causal + PW", causal, person_weighted=True),
         Variant("causal + PW + past-smoothed σ=1", causal, 1.0, True, person_weighted=True),
         Variant("causal + PW, prior 300 frames", replace(causal, prior_frames=300), person_weighted=True),
@@ -689,27 +771,33 @@ def main() -> None:
         for name, members in ENSEMBLES.items():
             results.append(ensemble(name, [by_name[m] for m in members], clips))
             log.info("%-60s opening %.3f", name, results[-1].mean[0])
-    text = table(results, clips)
+    shipped = choose_shipped(results)
+    text = "\n\n".join(
+        [table(results, clips), shipped_section(shipped, results[0]), offset_section(results[0], clips)]
+    )
     print(text)
     if not args.only:
         write_benchmark(args.bench, text, clips)
+    if args.no_ship:
+        return
     info = {
         "fitted": dt.date.today().isoformat(),
         "data": "shared/media talking_av clips, all persons (research/test material; not redistributed)",
         "persons": str(len({c.person for c in clips})),
         "clips": str(len(clips)),
     }
-    if args.no_ship:
-        return
-    for causal, asset in ((False, FULL_ASSET), (True, CAUSAL_ASSET)):
-        pool = [r for r in results if is_causal(r.variant) == causal and r.variant.name not in ENSEMBLES]
-        if not pool:
-            continue
-        best = max(pool, key=lambda r: r.mean[0])
-        scores = {"lopo_opening_r": f"{best.mean[0]:.3f}", "lopo_r": ",".join(f"{v:.3f}" for v in best.mean)}
+    for asset, best in shipped.items():
+        scores = {
+            "lopo_opening_r": f"{best.mean[0]:.3f}",
+            "lopo_r": ",".join(f"{v:.3f}" for v in best.mean),
+            "lopo_r_names": ",".join(NAMES),
+        }
         model = final_model(best.variant, clips, prior, dict(info, **scores))
         model.save(ASSETS / asset)
-        log.info("wrote %s (%s)", ASSETS / asset, best.variant.name)
+        (ASSETS / asset).chmod(0o644)
+        log.info(
+            "wrote %s (%s, %d bytes)", ASSETS / asset, best.variant.name, (ASSETS / asset).stat().st_size
+        )
 
 
 if __name__ == "__main__":

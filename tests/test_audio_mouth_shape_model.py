@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.signal
+from safetensors.numpy import save_file
 
 from stylelipsync.audio.mouth_shape_model import (
     NAMES,
@@ -20,10 +22,10 @@ SR = 16000
 FPS = 25.0
 
 
-def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+def speech_like(seconds: float, seed: int = 0, sr: int = SR) -> np.ndarray:
     """Noise bursts with a syllable-rate envelope and a few harmonics: enough spectral change to matter."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
+    t = np.arange(int(seconds * sr)) / sr
     envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * t + rng.uniform(0, 6))
     voiced = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140.0, 280.0, 700.0, 1200.0), start=1))
     return (0.1 * envelope * (voiced + 0.3 * rng.standard_normal(len(t)))).astype(np.float32)
@@ -35,8 +37,8 @@ def random_model(spec: MelFeatureSpec, smooth: np.ndarray | None = None, centre:
         spec=spec,
         weight=rng.standard_normal((spec.size, len(NAMES))) * 0.01,
         bias=rng.standard_normal(len(NAMES)),
-        prior_mean=np.full(80, -2.0),
-        prior_std=np.full(80, 1.5),
+        prior_mean=np.full(94, -2.0),
+        prior_std=np.full(94, 1.5),
         smooth=np.ones(1) if smooth is None else smooth,
         smooth_centre=centre,
         info={"test": "yes"},
@@ -58,8 +60,8 @@ def test_shipped_models_predict_six_columns_deterministically(causal: bool) -> N
 
 def test_other_sample_rates_and_frame_counts() -> None:
     model = MouthShapeModel.default()
-    wave16 = speech_like(2.0)
-    wave48 = np.interp(np.arange(len(wave16) * 3) / 3, np.arange(len(wave16)), wave16).astype(np.float32)
+    wave48 = speech_like(2.0, sr=48000)
+    wave16 = scipy.signal.resample_poly(wave48, 1, 3).astype(np.float32)
     a, b = model.predict(wave16, SR, 50, FPS), model.predict(wave48, 48000, 50, FPS)
     assert np.corrcoef(a[:, 0], b[:, 0])[0, 1] > 0.95
     # More video frames than audio: the tail is predicted from silence-like (zero) context, not an error.
@@ -68,7 +70,9 @@ def test_other_sample_rates_and_frame_counts() -> None:
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
-    spec = MelFeatureSpec(past=10, future=5, stride=2, band_pool=8, normalization="running", deltas=True)
+    spec = MelFeatureSpec(
+        past=10, future=5, stride=2, band_pool=8, normalization="running", deltas=True, spectral=True
+    )
     model = random_model(spec, smooth=np.array([0.25, 0.5, 0.25]), centre=1)
     path = tmp_path / "m.safetensors"
     model.save(path)
@@ -80,17 +84,15 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
 
 def test_bad_or_missing_file_raises_checkpoint_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.safetensors"
-    with pytest.raises(CheckpointError, match="nope.safetensors.*fit_mouth_shape.py"):
+    with pytest.raises(CheckpointError, match=r"nope\.safetensors.*fit_mouth_shape\.py"):
         MouthShapeModel.load(missing)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a safetensors file at all")
-    with pytest.raises(CheckpointError, match="junk.safetensors"):
+    with pytest.raises(CheckpointError, match=r"junk\.safetensors"):
         MouthShapeModel.load(junk)
     other = tmp_path / "other.safetensors"
-    from safetensors.numpy import save_file
-
     save_file({"weight": np.zeros((3, 6), dtype=np.float32)}, str(other))
-    with pytest.raises(CheckpointError, match="other.safetensors"):
+    with pytest.raises(CheckpointError, match=r"other\.safetensors"):
         MouthShapeModel.load(other)
 
 
@@ -99,7 +101,7 @@ def test_lookahead_variant_ignores_audio_beyond_its_lookahead(model: str) -> Non
     if model == "shipped":
         m = MouthShapeModel.default(causal=True)
     else:
-        spec = MelFeatureSpec(past=20, future=3, normalization="running")
+        spec = MelFeatureSpec(past=20, future=3, normalization="running", spectral=True, spectral_bands=True)
         m = random_model(spec, smooth=np.array([0.2, 0.3, 0.3, 0.2]), centre=2)
     assert m.causal
     wave = speech_like(4.0)
@@ -112,6 +114,16 @@ def test_lookahead_variant_ignores_audio_beyond_its_lookahead(model: str) -> Non
     a, b = m.predict(wave, SR, frames, FPS), m.predict(changed, SR, frames, FPS)
     np.testing.assert_allclose(a[: t + 1], b[: t + 1], atol=1e-9)
     assert np.abs(a[t + 5 :] - b[t + 5 :]).max() > 1e-3
+
+
+def test_phone_model_is_optional_and_english_only() -> None:
+    pytest.importorskip("pocketsphinx")
+    model = MouthShapeModel.default(phones=True)
+    assert model.spec.phones != "none"
+    pred = model.predict(speech_like(2.0), SR, 50, FPS)
+    assert pred.shape == (50, 6) and np.isfinite(pred).all()
+    with pytest.raises(ValueError, match="streaming"):
+        MouthShapeModel.default(causal=True, phones=True)
 
 
 def test_full_context_model_does_use_the_future() -> None:

@@ -6,19 +6,24 @@ carries over to voices never heard in training, where conv nets memorise the tra
 `stylelipsync.face.mouth_shape` (opening, width, pc1…pc4), each in per-clip z-units.
 
 Features of video frame t (time t / fps), see `MelFeatureSpec`: the StyleLipSync log-mel (80 bands, 100 Hz)
-normalised per band — over the whole clip, or, for the look-ahead variant, by running statistics of the
-audio heard so far (so no future audio is needed) — pooled to fewer bands, and taken at mel frames from
-`past` before to `future` after the frame's centre, averaged over `stride` frames. Optionally their first
-temporal differences. A linear map then gives the six outputs, optionally followed by a short FIR smoothing
-over video frames. Look-ahead (how much audio after time t the prediction at t depends on) =
-future mel frames + 16 ms STFT half-window + future smoothing taps.
+and, optionally, a few nonlinear per-frame spectral summaries (energy, centroid, formant-range mean
+frequencies, broad-band shares: `spectral_shape`), normalised per column — over the whole clip, or, for the
+look-ahead variant, by running statistics of the audio heard so far (so no future audio is needed) — the
+mel pooled to fewer bands, taken at mel frames from `past` before to `future` after the frame's centre,
+averaged over `stride` frames; optionally one-hot English phone or viseme classes from pocketsphinx's phone
+decoder over the same span (`recognise_phones`; needs the whole clip, English only, optional). A linear map
+then gives the six outputs, optionally followed by a short FIR smoothing over video frames. Look-ahead
+(how much audio after time t the prediction at t depends on) = future mel frames + 16 ms STFT half-window
++ future smoothing taps.
 
 The output is the least-squares estimate of the z-scored descriptor, so its spread is below 1 (about the
 correlation it reaches); rescale per clip if a unit-variance signal is needed.
 
-Shipped weights: `assets/mouth_shape.safetensors` (full context) and `assets/mouth_shape_causal.safetensors`
-(≤ 100 ms look-ahead), fitted on all shared talking clips by `scripts/fit_mouth_shape.py`, which also writes
-the leave-one-person-out benchmark (`benchmarks/mouth_shape_lopo.md`).
+Shipped weights (`MouthShapeModel.default`): `assets/mouth_shape.safetensors` (full context, mel only, any
+language), `assets/mouth_shape_phones.safetensors` (full context + phone classes, English, needs
+pocketsphinx) and `assets/mouth_shape_causal.safetensors` (≤ 100 ms look-ahead, streamable), fitted on all
+shared talking clips by `scripts/fit_mouth_shape.py`, which also writes the leave-one-person-out benchmark
+(`benchmarks/mouth_shape_lopo.md`).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ F64 = NDArray[np.float64]
 NAMES = ("opening", "width", "pc1", "pc2", "pc3", "pc4")
 FULL_ASSET = "mouth_shape.safetensors"
 CAUSAL_ASSET = "mouth_shape_causal.safetensors"
+PHONES_ASSET = "mouth_shape_phones.safetensors"
 STD_FLOOR = 0.1
 STFT_HALF_WINDOW_S = (N_FFT // 2) / SAMPLE_RATE
 Normalization = Literal["clip", "running"]
@@ -399,10 +405,15 @@ class MouthShapeModel:
             raise CheckpointError(f"{path}: not a mouth-shape model ({exc}); {fix}") from exc
 
     @classmethod
-    def default(cls, causal: bool = False) -> MouthShapeModel:
-        """The shipped model: full context, or the ≤ 100 ms look-ahead variant for streaming."""
-        asset = resources.files("stylelipsync") / "assets" / (CAUSAL_ASSET if causal else FULL_ASSET)
-        with resources.as_file(asset) as path:
+    def default(cls, causal: bool = False, phones: bool = False) -> MouthShapeModel:
+        """A shipped model: full context (mel only, or with English phone classes from pocketsphinx when
+        `phones`), or the ≤ 100 ms look-ahead variant for streaming (mel only)."""
+        if causal and phones:
+            raise ValueError(
+                "there is no streaming model with phone features (the phone decoder needs the clip)"
+            )
+        name = CAUSAL_ASSET if causal else PHONES_ASSET if phones else FULL_ASSET
+        with resources.as_file(resources.files("stylelipsync") / "assets" / name) as path:
             return cls.load(path)
 
 
@@ -467,6 +478,7 @@ __all__ = [
     "FULL_ASSET",
     "NAMES",
     "N_SPECTRAL",
+    "PHONES_ASSET",
     "PHONE_SET",
     "VISEMES",
     "MelFeatureSpec",

@@ -234,7 +234,7 @@ def paint_interior(image: NDArray[np.uint8], lm: F64, amount: float, teeth: bool
     pts = np.round((poly - [x0, y0]) * scale).astype(np.int32)
     cv2.fillPoly(mask, [pts], (255,), lineType=cv2.LINE_AA)
     alpha = cv2.resize(mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    alpha = cv2.GaussianBlur(alpha, (0, 0), 0.6)
+    alpha = np.asarray(cv2.GaussianBlur(alpha, (0, 0), 0.6), dtype=np.float32)
     inside = alpha > 0.05
     ring = (cv2.dilate((alpha > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~inside
     lips = roi[ring] if ring.any() else roi.reshape(-1, 3)
