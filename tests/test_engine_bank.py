@@ -79,11 +79,15 @@ def test_bank_keeps_every_tracked_frame_with_crops_landmarks_shapes_and_poses(
     assert np.isfinite(clip_bank.pose).all() and np.abs(clip_bank.pose).max() < 45
     assert clip_bank.follows[1:].all() and not clip_bank.follows[0]
     region, top = clip_bank.region(10)
-    size = clip_bank.crop_size(10)
-    assert region.shape == (size - top, size, 3) and region.dtype == np.uint8
-    # The stored crop is the face: the mouth landmarks lie inside the stored rows.
+    assert top == 0 and region.dtype == np.uint8 and region.shape == clip_bank.region(50)[0].shape
+    # The stored box is the lower face, pixel for pixel: the mouth and chin lie inside it, the eyes do not.
     lm = clip_bank.landmarks[10]
-    assert top < lm[13, 1] < size and 0 < lm[61, 0] < lm[291, 0] < size
+    h, w = region.shape[:2]
+    assert 0 < lm[2, 1] < lm[13, 1] < lm[152, 1] < h and 0 < lm[61, 0] < lm[291, 0] < w
+    assert lm[33, 1] < 0 and lm[263, 1] < 0
+    frame = decode(clip)[int(clip_bank.source[10])]
+    x0, y0 = -clip_bank.videos[0].collector.matrices[10][:, 2].astype(int)
+    np.testing.assert_array_equal(region, frame[y0 : y0 + h, x0 : x0 + w])
     # A talking clip opens and closes its mouth: a real spread of openings, none negative.
     assert clip_bank.std[0] > 0.15 and clip_bank.descriptor[:, 0].min() >= 0
     assert not clip_bank.poor_coverage
@@ -162,7 +166,7 @@ def test_similarity_and_thin_plate_recover_known_motions() -> None:
 
 def test_placing_an_entry_on_itself_is_the_identity(clip_bank: MouthBank) -> None:
     lm = clip_bank.landmarks[5].astype(np.float64)
-    size = clip_bank.crop_size(5)
+    size = 256
     placement = place(lm, lm, size)
     np.testing.assert_allclose(placement.matrix, [[1, 0, 0], [0, 1, 0]], atol=1e-9)
     assert np.abs(placement.field).max() < 1e-6

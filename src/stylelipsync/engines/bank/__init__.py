@@ -11,6 +11,7 @@ lips and jaw of the nearest entry are moved to the wanted opening and the mouth'
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,7 +63,17 @@ class MouthBankEngine(Engine):
         self.costs = costs or SelectionCosts()
 
     def collector(self, inputs: EngineInputs) -> FrameCollector:
-        return CropCollector(inputs.num_source)
+        """The bank's crop collector; the speech's mouth shapes are predicted meanwhile, on another thread
+        (they need only the audio), so that work hides behind tracking."""
+        collector = CropCollector(inputs.num_source)
+        frames = min(inputs.audio_frames, inputs.num_frames)
+        if frames > 0:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="stylelipsync-mouth-shapes")
+            collector.prediction = pool.submit(
+                self.shape_model.predict, inputs.wave, SAMPLE_RATE, frames, inputs.fps
+            )
+            pool.shutdown(wait=False)
+        return collector
 
     def render(
         self,
@@ -105,7 +116,8 @@ class MouthBankEngine(Engine):
             size = int(collected.size or 0)
             transforms = crop_transforms(plan.track, size=size)
             with timer("selection"):
-                schedule, details = self.schedule(bank, inputs, plan, transforms)
+                predicted = collected.prediction.result() if collected.prediction is not None else None
+                schedule, details = self.schedule(bank, inputs, plan, transforms, predicted)
             report = EngineReport(frames_with_face=0, details=details)
             if bank.poor_coverage:
                 msg = (
@@ -115,7 +127,9 @@ class MouthBankEngine(Engine):
                 )
                 report.warnings.append(msg)
                 warnings.warn(msg, stacklevel=2)
-            model = FaceModel.from_landmarks(plan.track.landmarks, plan.track.valid)
+            model = bank.models[0]
+            if model is None:
+                raise FaceNotFoundError(f"{plan.video}: no face frame to build the mouth bank from")
             masker = PoseMasker(model, size=size)
             renderer = BankRenderer(
                 bank, schedule, plan, sources, size, transforms, masker, timer, callback, progress, pipelined
@@ -127,13 +141,18 @@ class MouthBankEngine(Engine):
                 v.collector.close()
 
     def schedule(
-        self, bank: MouthBank, inputs: EngineInputs, plan: RenderPlan, transforms: NDArray[np.float64]
+        self,
+        bank: MouthBank,
+        inputs: EngineInputs,
+        plan: RenderPlan,
+        transforms: NDArray[np.float64],
+        predicted: NDArray[np.float64] | None = None,
     ) -> tuple[BankSchedule, dict[str, float]]:
         """The entry, reshaping and cross-fades of every output frame."""
         track, src = plan.track, plan.src_idx
         t_len = len(src)
-        target, speech = self.wanted_shapes(bank, inputs, t_len)
-        model = FaceModel.from_landmarks(track.landmarks, track.valid)
+        target, speech = self.wanted_shapes(bank, inputs, t_len, predicted)
+        model = bank.models[0] or FaceModel.from_landmarks(track.landmarks, track.valid)
         used = np.unique(src)
         pose = np.full((len(track), 3), np.nan)
         pose[used] = mouth_shapes(track.landmarks[used], model, track.valid[used]).pose
@@ -147,8 +166,10 @@ class MouthBankEngine(Engine):
         have_cm = bank.descriptor[chosen, 0]
         missing = want_cm - have_cm
         reshape_cm = np.sign(missing) * np.maximum(np.abs(missing) - RESHAPE_TOLERANCE_CM, 0.0)
-        # Closing squeezes lips and teeth together: at most half of the mouth's own opening.
-        reshape_cm = np.maximum(reshape_cm, -0.5 * np.maximum(have_cm, 0.0))
+        # Closing squeezes lips and teeth together: at most half of the mouth's own opening, unless the bank
+        # has nothing closer (a photo with an open mouth must still close on silence).
+        keep_open = 0.0 if bank.poor_coverage else 0.5
+        reshape_cm = np.maximum(reshape_cm, -(1.0 - keep_open) * np.maximum(have_cm - 0.02, 0.0))
         px_per_cm = np.array([_px_per_cm(track.landmarks[int(s)], transforms[int(s)]) for s in src])
         open_px = np.nan_to_num(reshape_cm * px_per_cm)
         if t_len > 1:
@@ -163,7 +184,11 @@ class MouthBankEngine(Engine):
         return BankSchedule(chosen, open_px, interior, cut, previous), details
 
     def wanted_shapes(
-        self, bank: MouthBank, inputs: EngineInputs, t_len: int
+        self,
+        bank: MouthBank,
+        inputs: EngineInputs,
+        t_len: int,
+        predicted: NDArray[np.float64] | None = None,
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """(T, D) wanted mouth shape in the bank's z-units (the speech's prediction, closed on silence) and
         the (T,) speech gate (1 speech, 0 silence).
@@ -177,7 +202,9 @@ class MouthBankEngine(Engine):
         frames = min(inputs.audio_frames, t_len)
         pred = np.tile(bank.rest, (t_len, 1))
         if frames > 0:
-            p = self.shape_model.predict(inputs.wave, SAMPLE_RATE, frames, inputs.fps)[:, :dims]
+            if predicted is None:
+                predicted = self.shape_model.predict(inputs.wave, SAMPLE_RATE, frames, inputs.fps)
+            p = predicted[:frames, :dims]
             pred[:frames] = p - p.mean(axis=0)
             pred[:frames, 0] = quantile_map(p[:, 0], bank.opening_reference())
             if dims > 1 and not bank.poor_coverage:

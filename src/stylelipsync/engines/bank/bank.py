@@ -54,13 +54,17 @@ class MouthBank:
     def __init__(self, videos: list[BankVideo], basis: LipBasis | None = None) -> None:
         basis = basis or LipBasis.default()
         self.videos = videos
+        self.models: list[FaceModel | None] = []
+        """Each video's 3-D face shape (None for a video without a usable face)."""
         parts: dict[str, list[NDArray]] = {k: [] for k in ("video", "row", "source", "lm", "desc", "pose")}
         for v, bv in enumerate(videos):
             track, col = bv.track, bv.collector
             frames = np.asarray(col.frames, dtype=np.int64)
-            if frames.size == 0:
+            if frames.size == 0 or not track.valid.any():
+                self.models.append(None)
                 continue
             model = FaceModel.from_landmarks(track.landmarks, track.valid)
+            self.models.append(model)
             lips_from = np.where(track.detected[:, None, None], track.raw, track.landmarks)
             shapes: MouthShapes = mouth_shapes(lips_from[frames], model, track.valid[frames])
             ok = shapes.valid & np.isfinite(track.landmarks[frames, :NUM_MESH]).all(axis=(1, 2))
@@ -110,10 +114,6 @@ class MouthBank:
     def poor_coverage(self) -> bool:
         """True when the bank's mouths open and close too little to show speech by selection alone."""
         return self.coverage < POOR_COVERAGE
-
-    def crop_size(self, i: int) -> int:
-        """Side of entry i's crop."""
-        return int(self.videos[int(self.video[i])].collector.size or 0)
 
     def region(self, i: int) -> tuple[NDArray[np.uint8], int]:
         """Entry i's stored lower-face rows and the crop row they start at."""

@@ -8,16 +8,20 @@ colour-offset field matched along the inside of the seam, the frame's own detail
 changed). At a cut between two bank segments the frame is the mean of the new entry and the continuation of
 the old one, so the mouth never jumps.
 
-A decoding thread feeds frames and a writing thread encodes them, each through a queue of a few frames, so
-memory is flat in the video's length.
+A decoding thread feeds frames, two threads render them (OpenCV and numpy release the GIL) and a writing
+thread encodes them, each through a queue of a few frames, so memory is flat in the video's length. The
+output does not depend on the threads: each frame is computed alone, and written in order.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -40,7 +44,8 @@ from stylelipsync.pipelines.options import FrameOutput
 from stylelipsync.pipelines.render import OUTPUT_PRESET, Callback, Progress, RenderPlan, StageTimer
 from stylelipsync.pipelines.sources import SourceFrames, prefetch
 
-QUEUE_FRAMES = 4
+QUEUE_FRAMES = 6
+RENDER_THREADS = 2
 
 
 @dataclass
@@ -77,6 +82,7 @@ class BankRenderer:
         self.masker, self.timer = masker, timer
         self.callback, self.progress, self.pipelined = callback, progress, pipelined
         self._keep: dict[int, tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
+        self._lock = threading.Lock()
         track = plan.track
         # The mouth is placed on each frame's own detection, not the smoothed track: the eyes and nose in the
         # frame move with the head's small fast motion, and a mouth placed on a smoothed track would tremble
@@ -96,12 +102,8 @@ class BankRenderer:
                 writers = self._open_writers(stack)
                 encoder = _Encoder(writers, self.timer, self.pipelined)
                 try:
-                    for t, s, frame in stream:
-                        out, comp, keep = frame, None, None
-                        if plan.track.valid[s]:
-                            with self.timer("bank render"):
-                                out, comp, keep = self._render(t, s, frame)
-                            with_face += 1
+                    for t, s, (out, comp, keep) in self._rendered(stream):
+                        with_face += keep is not None
                         encoder.put(out, comp, self.size)
                         self._report(t, s, comp, keep)
                         bar.update(1)
@@ -116,6 +118,41 @@ class BankRenderer:
                 stream.close()
             bar.close()
         return with_face
+
+    def _rendered(
+        self, stream: Iterator[tuple[int, int, NDArray[np.uint8]]]
+    ) -> Iterator[
+        tuple[int, int, tuple[NDArray[np.uint8], NDArray[np.uint8] | None, NDArray[np.float32] | None]]
+    ]:
+        """Rendered frames in order. Pipelined, `RENDER_THREADS` frames are rendered at once (OpenCV and numpy
+        release the GIL), with at most `QUEUE_FRAMES` in flight."""
+        if not self.pipelined:
+            for t, s, frame in stream:
+                yield t, s, self._render_or_pass(t, s, frame)
+            return
+        pending: deque[tuple[int, int, Future[Any]]] = deque()
+        with ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="stylelipsync-bank-render") as pool:
+            try:
+                for t, s, frame in stream:
+                    pending.append((t, s, pool.submit(self._render_or_pass, t, s, frame)))
+                    if len(pending) >= QUEUE_FRAMES:
+                        t0, s0, done = pending.popleft()
+                        yield t0, s0, done.result()
+                while pending:
+                    t0, s0, done = pending.popleft()
+                    yield t0, s0, done.result()
+            finally:
+                for _, _, future in pending:
+                    future.cancel()
+
+    def _render_or_pass(
+        self, t: int, s: int, frame: NDArray[np.uint8]
+    ) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None, NDArray[np.float32] | None]:
+        """The rendered frame, or the frame itself (no composite, no mask) where it has no face."""
+        if not self.plan.track.valid[s]:
+            return frame, None, None
+        with self.timer("bank render"):
+            return self._render(t, s, frame)
 
     def _frames(self) -> Iterator[tuple[int, int, NDArray[np.uint8]]]:
         for t, s in enumerate(self.plan.src_idx):
@@ -183,14 +220,16 @@ class BankRenderer:
 
     def _masks(self, s: int, lm: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Keep-mask K and blend weight α of source frame s (cached: loops and stills revisit frames)."""
-        hit = self._keep.get(s)
+        with self._lock:
+            hit = self._keep.get(s)
         if hit is None:
             with self.timer("mask"):
                 keep = keep_mask(self.masker(lm))
                 hit = (keep, blend_weight(keep))
-            if len(self._keep) > 4 * QUEUE_FRAMES:
-                self._keep.pop(next(iter(self._keep)))
-            self._keep[s] = hit
+            with self._lock:
+                if len(self._keep) > 4 * QUEUE_FRAMES:
+                    self._keep.pop(next(iter(self._keep)))
+                self._keep[s] = hit
         return hit
 
     def _open_writers(self, stack: ExitStack) -> list[VideoWriter]:
