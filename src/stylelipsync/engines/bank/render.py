@@ -1,12 +1,13 @@
 """Pass 2 of the mouth-bank engine: for each output frame, put the chosen bank mouth into the frame.
 
-Per frame: the target crop (the frame's own face at the bank's crop size, Lanczos), the chosen entry's
-stored rows warped into it by one sampling map (`warp.place`: similarity on stable points, thin-plate fit of
-the cheeks, optional reshaping of a mouth the bank lacks), the interior painted where reshaping opened a
-closed mouth, a composite inside the pose-aware mask, then the shared `paste_back` (feathered edge, smooth
-colour-offset field matched along the inside of the seam, the frame's own detail restored where nothing
-changed). At a cut between two bank segments the frame is the mean of the new entry and the continuation of
-the old one, so the mouth never jumps.
+Per frame: the chosen entry's stored box (the source frame's own pixels) is resampled once, bicubic, straight
+into the region of the output frame around the mouth, by one sampling map (`warp.place` and
+`warp.sampling_maps`: frame → engine crop, similarity on stable points, thin-plate fit of the cheeks, optional
+reshaping of a mouth the bank lacks); the interior is painted where reshaping opened a closed mouth; the
+mouth is blended in through the pose-aware mask intersected with the target's lower face (`warp.face_region`),
+after a smooth colour-offset field (`face.paste.color_offset`) matched along the inside of the seam. At a cut
+between two bank segments the frame is the mean of the new entry and the continuation of the old one, so the
+mouth never jumps.
 
 A decoding thread feeds frames, two threads render them (OpenCV and numpy release the GIL) and a writing
 thread encodes them, each through a queue of a few frames, so memory is flat in the video's length. The
@@ -209,8 +210,10 @@ class BankRenderer:
             placement = place(self.bank.landmarks[j].astype(np.float64), target_lm, self.size, open_px)
             map_x, map_y = sampling_maps(placement, m, box, top, self.size)
         with self.timer("remap"):
+            # Bicubic, not Lanczos: on three held-out pairs it kept as much mouth sharpness (×0.82 vs ×0.80
+            # of the input, Laplacian variance) at a third of the cost (1.3 vs 4.1 ms a frame).
             mouth = cv2.remap(
-                region, map_x, map_y, interpolation=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE
+                region, map_x, map_y, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
             )
         if interior > 0:
             inv = crop_to_region(m, box[0], box[1])

@@ -1,6 +1,6 @@
 """Geometry of putting a bank mouth into a target crop: global alignment, local fit, mouth reshaping.
 
-All three are folded into one sampling map, so the bank's pixels are resampled once (Lanczos):
+All three are folded into one sampling map, so the bank's pixels are resampled once:
 
 1. *Global*: a similarity from the bank entry's stable points (eye corners, nose bridge to base, nose wings)
    to the target's, weighted towards the nose base, which sits right above the mouth.
