@@ -300,3 +300,17 @@ def test_one_frame_video_dubs_like_a_photo(
     with pytest.warns(UserWarning, match="poor coverage"):
         result = pipe(video, speech, out)
     assert result.frames_with_face == result.frames and probe(out).duration > 2.0
+
+
+def test_callback_and_crop_output_see_every_frame(
+    pipe: LipSyncPipeline, clip: Path, speech: Path, tmp_path: Path
+) -> None:
+    seen: list[int] = []
+    crops = tmp_path / "crops.mp4"
+    result = pipe(
+        clip, speech, tmp_path / "out.mp4", crop_output=crops, callback=lambda f: seen.append(f.index)
+    )
+    assert seen == list(range(result.frames))
+    info = probe(crops)
+    assert info.width == info.height and 128 <= info.width <= 256
+    assert abs(info.duration - probe(tmp_path / "out.mp4").duration) < 0.1

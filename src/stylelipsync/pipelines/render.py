@@ -151,6 +151,29 @@ def composite(generated: np.ndarray, crop: np.ndarray, keep: np.ndarray) -> np.n
     return (generated.astype(np.float32) * (1 - k) + crop.astype(np.float32) * k).astype(np.uint8)
 
 
+def open_writers(stack: ExitStack, plan: RenderPlan, crop_size: int) -> list[VideoWriter]:
+    """The output writer (with the speech) and, if the plan asks for one, the `crop_size`² crop writer; both
+    closed by `stack`. Shared by the engines so that every output is written the same way."""
+    sizes = [(plan.output, plan.width, plan.height)]
+    if plan.crop_path is not None:
+        sizes.append((plan.crop_path, crop_size, crop_size))
+    return [
+        stack.enter_context(
+            VideoWriter(
+                path,
+                plan.fps,
+                w,
+                h,
+                audio=plan.audio,
+                sample_rate=plan.audio_rate,
+                protect=plan.protect,
+                preset=OUTPUT_PRESET,
+            )
+        )
+        for path, w, h in sizes
+    ]
+
+
 def reuse_distance(src_idx: np.ndarray) -> np.ndarray:
     """For each output frame, how many frames later its source frame is used again (a large value if never).
 
@@ -382,25 +405,7 @@ class Renderer:
         return StreamingStyleMixer(lambda a: self.runner.model.mix_styles(a, ref), len(plan.src_idx))
 
     def _open_writers(self, stack: ExitStack) -> list[VideoWriter]:
-        plan = self.plan
-        sizes = [(plan.output, plan.width, plan.height)]
-        if plan.crop_path is not None:
-            sizes.append((plan.crop_path, CROP_SIZE, CROP_SIZE))
-        return [
-            stack.enter_context(
-                VideoWriter(
-                    path,
-                    plan.fps,
-                    w,
-                    h,
-                    audio=plan.audio,
-                    sample_rate=plan.audio_rate,
-                    protect=plan.protect,
-                    preset=OUTPUT_PRESET,
-                )
-            )
-            for path, w, h in sizes
-        ]
+        return open_writers(stack, self.plan, CROP_SIZE)
 
     def _encode_faces(self, items: list[_Item]) -> None:
         """Face-encoder features for the chunk's faces; a source frame used again soon is encoded once."""

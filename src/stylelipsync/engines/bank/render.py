@@ -42,7 +42,7 @@ from stylelipsync.face.mask import PoseMasker, keep_mask
 from stylelipsync.face.paste import blend_weight, color_offset
 from stylelipsync.media import VideoWriter
 from stylelipsync.pipelines.options import FrameOutput
-from stylelipsync.pipelines.render import OUTPUT_PRESET, Callback, Progress, RenderPlan, StageTimer
+from stylelipsync.pipelines.render import Callback, Progress, RenderPlan, StageTimer, open_writers
 from stylelipsync.pipelines.sources import SourceFrames, prefetch
 
 QUEUE_FRAMES = 6
@@ -100,7 +100,7 @@ class BankRenderer:
         stream = prefetch(frames, QUEUE_FRAMES) if self.pipelined else frames
         try:
             with ExitStack() as stack:
-                writers = self._open_writers(stack)
+                writers = open_writers(stack, self.plan, self.size)
                 encoder = _Encoder(writers, self.timer, self.pipelined)
                 try:
                     for t, s, (out, comp, keep) in self._rendered(stream):
@@ -234,27 +234,6 @@ class BankRenderer:
                     self._keep.pop(next(iter(self._keep)))
                 self._keep[s] = hit
         return hit
-
-    def _open_writers(self, stack: ExitStack) -> list[VideoWriter]:
-        plan = self.plan
-        sizes = [(plan.output, plan.width, plan.height)]
-        if plan.crop_path is not None:
-            sizes.append((plan.crop_path, self.size, self.size))
-        return [
-            stack.enter_context(
-                VideoWriter(
-                    path,
-                    plan.fps,
-                    w,
-                    h,
-                    audio=plan.audio,
-                    sample_rate=plan.audio_rate,
-                    protect=plan.protect,
-                    preset=OUTPUT_PRESET,
-                )
-            )
-            for path, w, h in sizes
-        ]
 
     def _report(
         self, t: int, s: int, comp: NDArray[np.uint8] | None, keep: NDArray[np.float32] | None
