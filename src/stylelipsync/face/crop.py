@@ -87,6 +87,14 @@ def invert(m: Matrix) -> Matrix:
     return np.concatenate([inv, (-inv @ np.array([tx, ty]))[:, None]], axis=1)
 
 
+def to_region(m: Matrix, x0: float, y0: float) -> Matrix:
+    """Crop → frame-region matrix for a frame → crop matrix `m` and a region whose top-left corner is frame
+    pixel (x0, y0)."""
+    out = invert(m)
+    out[:, 2] -= (x0, y0)
+    return out
+
+
 def warp_points(points: NDArray[np.floating], m: Matrix) -> NDArray[np.float64]:
     """Apply a 2×3 transform to (N, 2) points."""
     p = np.asarray(points, dtype=np.float64)[:, :2]

@@ -130,12 +130,6 @@ class MouthShapes:
         return out
 
 
-def descriptor_names(basis: LipBasis | None = None) -> tuple[str, ...]:
-    """Column names of `MouthShapes.descriptor`."""
-    k = (basis or LipBasis.default()).size
-    return ("opening", "width", *(f"pc{i + 1}" for i in range(k)))
-
-
 def frame_pose(model: FaceModel, landmarks: NDArray[np.floating]) -> Pose:
     """Similarity model → viewer of one frame from its rigid points (3-D fit; no image refinement, so it
     costs tens of microseconds and can run on every frame of a long video)."""
@@ -177,7 +171,6 @@ __all__ = [
     "LIP_POINTS",
     "LipBasis",
     "MouthShapes",
-    "descriptor_names",
     "fit_basis",
     "frame_pose",
     "mouth_shapes",

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from stylelipsync.face.crop import Matrix, invert, warp_image, warp_to_crop
+from stylelipsync.face.crop import Matrix, invert, to_region, warp_image, warp_points, warp_to_crop
 from stylelipsync.face.mask import keep_mask
 
 _BAND_PX = 12
@@ -94,6 +94,33 @@ def detail_weight(
     return np.exp(-((diff / tolerance) ** 2)).astype(np.float32)
 
 
+def region_box(
+    alpha: NDArray[np.floating], m: Matrix, width: int, height: int
+) -> tuple[int, int, int, int] | None:
+    """Frame box (x0, y0, x1, y1) that covers the crop pixels with α > 0 (2 px margin, clipped to the frame),
+    or None if there are none: the only part of the frame a paste has to touch."""
+    ys, xs = np.nonzero(alpha > 0)
+    if ys.size == 0:
+        return None
+    box = np.array(
+        [
+            [xs.min(), ys.min()],
+            [xs.max() + 1, ys.min()],
+            [xs.min(), ys.max() + 1],
+            [xs.max() + 1, ys.max() + 1],
+        ],
+        dtype=np.float64,
+    )
+    corners = warp_points(box, invert(m))
+    x0 = max(int(np.floor(corners[:, 0].min())) - 2, 0)
+    y0 = max(int(np.floor(corners[:, 1].min())) - 2, 0)
+    x1 = min(int(np.ceil(corners[:, 0].max())) + 2, width)
+    y1 = min(int(np.ceil(corners[:, 1].max())) + 2, height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1
+
+
 def paste_back(
     frame: NDArray[np.uint8],
     generated: NDArray[np.uint8],
@@ -116,44 +143,28 @@ def paste_back(
         return out
     size = generated.shape[0]
     alpha = blend_weight(mask, edge)
-    ys, xs = np.nonzero(alpha > 0)
-    if ys.size == 0:
+    h, w = frame.shape[:2]
+    box = region_box(alpha, m, w, h)
+    if box is None:
         return out
+    x0, y0, x1, y1 = box
     gen = generated.astype(np.float32)
     original = warp_to_crop(frame, m, size) if (color_match or restore_detail) else None
     if original is not None and color_match:
         gen = gen + color_offset(generated, original, alpha)
-    inv = invert(m)
-    box = np.array(
-        [
-            [xs.min(), ys.min()],
-            [xs.max() + 1, ys.min()],
-            [xs.min(), ys.max() + 1],
-            [xs.max() + 1, ys.max() + 1],
-        ]
-    )
-    corners = box @ inv[:, :2].T + inv[:, 2]
-    h, w = frame.shape[:2]
-    x0 = max(int(np.floor(corners[:, 0].min())) - 2, 0)
-    y0 = max(int(np.floor(corners[:, 1].min())) - 2, 0)
-    x1 = min(int(np.ceil(corners[:, 0].max())) + 2, w)
-    y1 = min(int(np.ceil(corners[:, 1].max())) + 2, h)
-    if x1 <= x0 or y1 <= y0:
-        return out
-    to_region = inv.copy()
-    to_region[:, 2] -= (x0, y0)
+    region = to_region(m, x0, y0)
     region_size = (x1 - x0, y1 - y0)
     roi = out[y0:y1, x0:x1].astype(np.float32)
-    target = warp_image(np.clip(np.rint(gen), 0, 255).astype(np.uint8), to_region, region_size)
+    target = warp_image(np.clip(np.rint(gen), 0, 255).astype(np.uint8), region, region_size)
     target = target.astype(np.float32)
     # α and the detail weight share one warp (two float channels).
     weight = detail_weight(gen, original) if original is not None and restore_detail else np.zeros_like(alpha)
     maps = cv2.warpAffine(
-        np.dstack([alpha, weight]), to_region, region_size, flags=cv2.INTER_LINEAR, borderValue=(0.0,)
+        np.dstack([alpha, weight]), region, region_size, flags=cv2.INTER_LINEAR, borderValue=(0.0,)
     )
     a = maps[..., :1]
     if original is not None and restore_detail:
-        lost = roi - warp_image(original, to_region, region_size).astype(np.float32)
+        lost = roi - warp_image(original, region, region_size).astype(np.float32)
         target += maps[..., 1:] * lost
     out[y0:y1, x0:x1] = np.clip(np.rint(roi + a * (target - roi)), 0, 255).astype(np.uint8)
     return out

@@ -46,6 +46,11 @@ class FaceTrack:
     def __len__(self) -> int:
         return int(self.valid.shape[0])
 
+    def observed(self) -> NDArray[np.float32]:
+        """(T, 478, 3) each frame's own detection where there is one, else the smoothed (gap-filled) track:
+        the landmarks that agree with a frame's pixels, for pasting something onto that very frame."""
+        return np.where(self.detected[:, None, None], self.raw, self.landmarks)
+
     def box(self, t: int) -> Box | None:
         """Smoothed landmark box of frame t, or None if the frame is invalid."""
         return landmark_box(self.landmarks[t]) if self.valid[t] else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,8 +29,9 @@ from stylelipsync.engines.bank.render import BankRenderer, BankSchedule
 from stylelipsync.engines.bank.select import SelectionCosts, cuts, select
 from stylelipsync.engines.base import Engine, EngineInputs, EngineReport, FrameCollector
 from stylelipsync.errors import FaceNotFoundError, MediaError
-from stylelipsync.face.crop import crop_transforms, warp_landmarks
-from stylelipsync.face.geometry import FaceModel
+from stylelipsync.face.crop import crop_transforms
+from stylelipsync.face.geometry import BIOCULAR_WIDTH_CM, FaceModel
+from stylelipsync.face.landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from stylelipsync.face.mask import PoseMasker
 from stylelipsync.face.mouth_shape import mouth_shapes
 from stylelipsync.face.track import FaceTrack, track_face
@@ -88,36 +90,24 @@ class MouthBankEngine(Engine):
     ) -> EngineReport:
         if not isinstance(collected, CropCollector) or collected.size is None:
             raise FaceNotFoundError(f"{plan.video}: no face crop was collected for the mouth bank")
+        size = int(collected.size)
         # The engine's linear algebra is many tiny solves: one BLAS thread each is 8× faster than two threads
         # spinning against the decoder, renderer and encoder threads (thin-plate fits 13 → 1.6 ms a frame).
-        with threadpool_limits(limits=1, user_api="blas"):
-            return self._render(inputs, plan, sources, collected, timer, callback, progress, pipelined)
-
-    def _render(
-        self,
-        inputs: EngineInputs,
-        plan: RenderPlan,
-        sources: SourceFrames,
-        collected: CropCollector,
-        timer: StageTimer,
-        callback: Callback | None,
-        progress: Progress,
-        pipelined: bool,
-    ) -> EngineReport:
-        videos = [BankVideo(collected, plan.track)]
-        extra: list[BankVideo] = []
-        try:
+        with threadpool_limits(limits=1, user_api="blas"), ExitStack() as extra_videos:
+            videos = [BankVideo(collected, plan.track)]
             with timer("bank videos"):
                 for path in inputs.options.bank_video:
-                    extra.append(bank_video(Path(path), progress))
-            videos += extra
+                    videos.append(bank_video(Path(path), progress))
+                    extra_videos.callback(videos[-1].collector.close)
             with timer("bank"):
                 bank = MouthBank(videos)
-            size = int(collected.size or 0)
+            model = bank.models[0]
+            if model is None:
+                raise FaceNotFoundError(f"{plan.video}: no face frame to build the mouth bank from")
             transforms = crop_transforms(plan.track, size=size)
             with timer("selection"):
                 predicted = collected.prediction.result() if collected.prediction is not None else None
-                schedule, details = self.schedule(bank, inputs, plan, transforms, predicted)
+                schedule, details = self.schedule(bank, model, inputs, plan, transforms, predicted)
             report = EngineReport(frames_with_face=0, details=details)
             if bank.poor_coverage:
                 msg = (
@@ -127,32 +117,35 @@ class MouthBankEngine(Engine):
                 )
                 report.warnings.append(msg)
                 warnings.warn(msg, stacklevel=2)
-            model = bank.models[0]
-            if model is None:
-                raise FaceNotFoundError(f"{plan.video}: no face frame to build the mouth bank from")
-            masker = PoseMasker(model, size=size)
             renderer = BankRenderer(
-                bank, schedule, plan, sources, size, transforms, masker, timer, callback, progress, pipelined
+                bank,
+                schedule,
+                plan,
+                sources,
+                size,
+                transforms,
+                PoseMasker(model, size=size),
+                timer,
+                callback,
+                progress,
+                pipelined,
             )
             report.frames_with_face = renderer.run()
             return report
-        finally:
-            for v in extra:
-                v.collector.close()
 
     def schedule(
         self,
         bank: MouthBank,
+        model: FaceModel,
         inputs: EngineInputs,
         plan: RenderPlan,
         transforms: NDArray[np.float64],
         predicted: NDArray[np.float64] | None = None,
     ) -> tuple[BankSchedule, dict[str, float]]:
-        """The entry, reshaping and cross-fades of every output frame."""
+        """The entry, reshaping and cross-fades of every output frame (`model`: the input video's face)."""
         track, src = plan.track, plan.src_idx
         t_len = len(src)
         target, speech = self.wanted_shapes(bank, inputs, t_len, predicted)
-        model = bank.models[0] or FaceModel.from_landmarks(track.landmarks, track.valid)
         used = np.unique(src)
         pose = np.full((len(track), 3), np.nan)
         pose[used] = mouth_shapes(track.landmarks[used], model, track.valid[used]).pose
@@ -170,8 +163,7 @@ class MouthBankEngine(Engine):
         # has nothing closer (a photo with an open mouth must still close on silence).
         keep_open = 0.0 if bank.poor_coverage else 0.5
         reshape_cm = np.maximum(reshape_cm, -(1.0 - keep_open) * np.maximum(have_cm - 0.02, 0.0))
-        px_per_cm = np.array([_px_per_cm(track.landmarks[int(s)], transforms[int(s)]) for s in src])
-        open_px = np.nan_to_num(reshape_cm * px_per_cm)
+        open_px = np.nan_to_num(reshape_cm * px_per_cm(track, transforms)[src])
         if t_len > 1:
             open_px = gaussian_filter1d(open_px, RESHAPE_SMOOTH_FRAMES, mode="nearest")
         interior = np.where(reshape_cm > 0, np.clip(reshape_cm / np.maximum(want_cm, 1e-3), 0.0, 1.0), 0.0)
@@ -223,10 +215,13 @@ def quantile_map(values: NDArray[np.floating], reference: NDArray[np.floating]) 
     return np.asarray(np.quantile(np.asarray(reference, dtype=np.float64), q), dtype=np.float64)
 
 
-def _px_per_cm(landmarks: NDArray[np.floating], m: NDArray[np.float64]) -> float:
-    """Target-crop pixels per model-space centimetre: the 3-D outer eye-corner distance is 8.9 cm."""
-    lm = warp_landmarks(np.asarray(landmarks, dtype=np.float32), m)
-    return float(np.linalg.norm(lm[33] - lm[263]) / 8.9)
+def px_per_cm(track: FaceTrack, transforms: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(T,) engine-crop pixels per model-space centimetre of every source frame (NaN without a face): the
+    3-D outer eye-corner distance is `BIOCULAR_WIDTH_CM` in model space."""
+    lm = track.landmarks
+    eyes = np.linalg.norm(lm[:, RIGHT_EYE_OUTER] - lm[:, LEFT_EYE_OUTER], axis=1).astype(np.float64)
+    scale = np.sqrt(np.abs(np.linalg.det(transforms[:, :, :2])))
+    return np.asarray(eyes * scale / BIOCULAR_WIDTH_CM, dtype=np.float64)
 
 
 def bank_video(path: Path, progress: Progress = False) -> BankVideo:
@@ -254,6 +249,8 @@ def bank_video(path: Path, progress: Progress = False) -> BankVideo:
         raise
     finally:
         bar.close()
+        if not info.is_image:
+            reader.close()
     if not track.valid.any() or collector.size is None:
         collector.close()
         raise FaceNotFoundError(f"{path}: no face found in the --bank-video")

@@ -65,15 +65,15 @@ class MouthBank:
                 continue
             model = FaceModel.from_landmarks(track.landmarks, track.valid)
             self.models.append(model)
-            lips_from = np.where(track.detected[:, None, None], track.raw, track.landmarks)
-            shapes: MouthShapes = mouth_shapes(lips_from[frames], model, track.valid[frames])
-            ok = shapes.valid & np.isfinite(track.landmarks[frames, :NUM_MESH]).all(axis=(1, 2))
+            # Each box's own detection: its pixels and its landmarks must agree (see render).
+            observed = track.observed()
+            shapes: MouthShapes = mouth_shapes(observed[frames], model, track.valid[frames])
+            ok = shapes.valid & np.isfinite(observed[frames, :NUM_MESH]).all(axis=(1, 2))
             rows = np.flatnonzero(ok)
             if rows.size == 0:
                 continue
             desc = shapes.descriptor(basis, mean=shapes.lips[ok].mean(axis=0))
-            # Each crop's own detection (see render: the mouth must move with its own frame's face).
-            lm = np.stack([warp_landmarks(lips_from[frames[r]], col.matrices[r])[:, :2] for r in rows])
+            lm = np.stack([warp_landmarks(observed[frames[r]], col.matrices[r])[:, :2] for r in rows])
             parts["video"].append(np.full(rows.size, v))
             parts["row"].append(rows)
             parts["source"].append(frames[rows])
@@ -96,10 +96,8 @@ class MouthBank:
         self.coverage = spread / TYPICAL_OPENING_STD_CM
         # Scale of the z-units: the bank's own spread, or (for a bank that barely moves) the typical one, so a
         # prediction still asks for the openings the bank lacks and the renderer reshapes the mouth to them.
-        floor = np.full_like(self.std, 1e-3)
-        floor[0] = TYPICAL_OPENING_STD_CM
-        self.scale = np.maximum(self.std, floor * POOR_COVERAGE)
-        if self.coverage < POOR_COVERAGE:
+        self.scale = np.maximum(self.std, 1e-3)
+        if self.poor_coverage:
             self.scale[0] = TYPICAL_OPENING_STD_CM
         self.z = (self.descriptor - self.mean) / self.scale
         closed = np.argsort(self.descriptor[:, 0], kind="stable")[: max(1, len(self) // 10)]
@@ -115,11 +113,11 @@ class MouthBank:
         """True when the bank's mouths open and close too little to show speech by selection alone."""
         return self.coverage < POOR_COVERAGE
 
-    def region(self, i: int) -> tuple[NDArray[np.uint8], int]:
-        """Entry i's stored lower-face rows and the crop row they start at."""
+    def region(self, i: int) -> NDArray[np.uint8]:
+        """Entry i's stored lower-face box (the coordinates of `landmarks[i]`)."""
         col = self.videos[int(self.video[i])].collector
         assert col.store is not None
-        return col.store[int(self.row[i])], col.top
+        return col.store[int(self.row[i])]
 
     def opening_reference(self) -> NDArray[np.float64]:
         """Openings (z-units) the speech is mapped onto by quantiles: the bank's own, or, with poor coverage,

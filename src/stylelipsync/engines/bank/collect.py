@@ -79,11 +79,6 @@ class CropCollector:
         self.prediction: Future[NDArray[np.float64]] | None = None
         """The engine's audio → mouth-shape prediction, computed while pass 1 runs (see `MouthBankEngine`)."""
 
-    @property
-    def top(self) -> int:
-        """First stored row of a box in its own coordinates (boxes are stored whole)."""
-        return 0
-
     def __call__(self, t: int, frame: NDArray[np.uint8], landmarks: NDArray[np.float32] | None) -> None:
         if landmarks is None or t >= len(self.keep) or not self.keep[t]:
             return

@@ -16,6 +16,7 @@ output does not depend on the threads: each frame is computed alone, and written
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -30,16 +31,10 @@ from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
 from stylelipsync.engines.bank.bank import MouthBank
-from stylelipsync.engines.bank.warp import (
-    crop_to_region,
-    face_region,
-    paint_interior,
-    place,
-    sampling_maps,
-)
-from stylelipsync.face.crop import warp_landmarks, warp_to_crop
+from stylelipsync.engines.bank.warp import face_region, paint_interior, place, sampling_maps
+from stylelipsync.face.crop import to_region, warp_landmarks, warp_points, warp_to_crop
 from stylelipsync.face.mask import PoseMasker, keep_mask
-from stylelipsync.face.paste import blend_weight, color_offset
+from stylelipsync.face.paste import blend_weight, color_offset, region_box
 from stylelipsync.media import VideoWriter
 from stylelipsync.pipelines.options import FrameOutput
 from stylelipsync.pipelines.render import Callback, Progress, RenderPlan, StageTimer, open_writers
@@ -84,11 +79,10 @@ class BankRenderer:
         self.callback, self.progress, self.pipelined = callback, progress, pipelined
         self._keep: dict[int, tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
         self._lock = threading.Lock()
-        track = plan.track
         # The mouth is placed on each frame's own detection, not the smoothed track: the eyes and nose in the
         # frame move with the head's small fast motion, and a mouth placed on a smoothed track would tremble
         # against them (measured: mouth jitter ×1.36 → ×1.19 of the input on three held-out pairs).
-        self._observed = np.where(track.detected[:, None, None], track.raw, track.landmarks)
+        self._observed = plan.track.observed()
 
     def run(self) -> int:
         """Render and encode every output frame; returns how many had a face."""
@@ -169,20 +163,19 @@ class BankRenderer:
         lm = warp_landmarks(self._observed[s], m)
         keep, alpha = self._masks(s, lm)
         out = np.array(frame, copy=True)
-        box = _region(alpha, m, frame.shape[1], frame.shape[0])
+        box = region_box(alpha, m, frame.shape[1], frame.shape[0])
         if box is not None:
             x0, y0, x1, y1 = box
             roi = frame[y0:y1, x0:x1].astype(np.float32)
             open_px, interior = float(sched.open_px[t]), float(sched.interior[t])
-            mouth, placed = self._mouth(int(sched.entry[t]), frame, lm, m, box, open_px, interior)
+            mouth, placed = self._mouth(int(sched.entry[t]), lm, m, box, open_px, interior)
             if sched.cut[t] and sched.previous[t] >= 0:
-                other, _ = self._mouth(int(sched.previous[t]), frame, lm, m, box, open_px, interior)
+                other, _ = self._mouth(int(sched.previous[t]), lm, m, box, open_px, interior)
                 mouth = (mouth + other) * 0.5
             with self.timer("colour"):
                 region = alpha * face_region(np.asarray(lm[:, :2], np.float64), placed, self.size)
-                to_region = crop_to_region(m, x0, y0)
                 a = np.asarray(
-                    cv2.warpAffine(region, to_region, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR),
+                    cv2.warpAffine(region, to_region(m, x0, y0), (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR),
                     dtype=np.float32,
                 )
                 mouth += color_offset(np.clip(mouth, 0, 255).astype(np.uint8), frame[y0:y1, x0:x1], a)
@@ -195,7 +188,6 @@ class BankRenderer:
     def _mouth(
         self,
         j: int,
-        frame: NDArray[np.uint8],
         lm: NDArray[np.float32],
         m: NDArray[np.float64],
         box: tuple[int, int, int, int],
@@ -204,11 +196,11 @@ class BankRenderer:
     ) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
         """Entry j's mouth resampled straight into the frame region `box` of a target whose crop landmarks
         are `lm` (float32, the region's size), and where its landmarks landed in the target crop."""
-        region, top = self.bank.region(j)
+        region = self.bank.region(j)
         target_lm = np.asarray(lm[:, :2], dtype=np.float64)
         with self.timer("placement"):
             placement = place(self.bank.landmarks[j].astype(np.float64), target_lm, self.size, open_px)
-            map_x, map_y = sampling_maps(placement, m, box, top, self.size)
+            map_x, map_y = sampling_maps(placement, m, box, self.size)
         with self.timer("remap"):
             # Bicubic, not Lanczos: on three held-out pairs it kept as much mouth sharpness (×0.82 vs ×0.80
             # of the input, Laplacian variance) at a third of the cost (1.3 vs 4.1 ms a frame).
@@ -216,8 +208,7 @@ class BankRenderer:
                 region, map_x, map_y, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
             )
         if interior > 0:
-            inv = crop_to_region(m, box[0], box[1])
-            painted_lm = placement.landmarks @ inv[:, :2].T + inv[:, 2]
+            painted_lm = warp_points(placement.landmarks, to_region(m, box[0], box[1]))
             mouth = paint_interior(np.asarray(mouth, dtype=np.uint8), painted_lm, interior)
         return np.asarray(mouth, dtype=np.float32), placement.landmarks
 
@@ -244,9 +235,9 @@ class BankRenderer:
             FrameOutput(
                 index=t,
                 source_index=s,
-                has_face=comp is not None,
+                has_face=keep is not None,
                 composite=comp,
-                transform=self.transforms[s].copy() if comp is not None else None,
+                transform=self.transforms[s].copy() if keep is not None else None,
                 keep=keep,
             )
         )
@@ -256,8 +247,6 @@ class _Encoder:
     """Encodes frames on its own thread (or inline when not pipelined), through a bounded queue."""
 
     def __init__(self, writers: list[VideoWriter], timer: StageTimer, threaded: bool) -> None:
-        import queue
-
         self.writers, self.timer = writers, timer
         self.errors: list[BaseException] = []
         self.queue: queue.Queue[tuple[NDArray[np.uint8], NDArray[np.uint8] | None, int] | None] = queue.Queue(
@@ -301,29 +290,3 @@ class _Encoder:
             self.thread.join()
         if self.errors:
             raise self.errors[0]
-
-
-def _region(
-    alpha: NDArray[np.float32], m: NDArray[np.float64], width: int, height: int
-) -> tuple[int, int, int, int] | None:
-    """Frame box (x0, y0, x1, y1) covering the crop pixels with α > 0, or None if there are none."""
-    ys, xs = np.nonzero(alpha > 0)
-    if ys.size == 0:
-        return None
-    box = np.array(
-        [
-            [xs.min(), ys.min()],
-            [xs.max() + 1, ys.min()],
-            [xs.min(), ys.max() + 1],
-            [xs.max() + 1, ys.max() + 1],
-        ],
-        dtype=np.float64,
-    )
-    corners = box @ crop_to_region(m, 0, 0)[:, :2].T + crop_to_region(m, 0, 0)[:, 2]
-    x0 = max(int(np.floor(corners[:, 0].min())) - 2, 0)
-    y0 = max(int(np.floor(corners[:, 1].min())) - 2, 0)
-    x1 = min(int(np.ceil(corners[:, 0].max())) + 2, width)
-    y1 = min(int(np.ceil(corners[:, 1].max())) + 2, height)
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return x0, y0, x1, y1

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from stylelipsync.face.crop import warp_points
 from stylelipsync.face.landmarks import LIPS_INNER, LIPS_OUTER
 
 F64 = NDArray[np.float64]
@@ -53,11 +54,6 @@ def similarity(src: F64, dst: F64, weights: F64) -> F64:
     c, s = sxx / max(var, 1e-12), sxy / max(var, 1e-12)
     rot = np.array([[c, -s], [s, c]])
     return np.concatenate([rot, (md - rot @ ms)[:, None]], axis=1)
-
-
-def apply(m: F64, points: F64) -> F64:
-    """(N, 2) points through a 2×3 matrix."""
-    return np.asarray(points) @ m[:, :2].T + m[:, 2]
 
 
 def _tps_kernel(r2: F64) -> F64:
@@ -101,7 +97,6 @@ class Placement:
     matrix: F64
     field: NDArray[np.float32]
     landmarks: F64
-    opened_px: float
 
 
 def place(bank_lm: F64, target_lm: F64, size: int, open_px: float = 0.0) -> Placement:
@@ -112,7 +107,7 @@ def place(bank_lm: F64, target_lm: F64, size: int, open_px: float = 0.0) -> Plac
     """
     stable = list(STABLE)
     a = similarity(bank_lm[stable], target_lm[stable], STABLE_WEIGHTS)
-    placed = apply(a, bank_lm)
+    placed = warp_points(bank_lm, a)
     local = list(STABLE) + list(CHEEKS)
     residual = target_lm[local] - placed[local]
     corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64)
@@ -123,16 +118,16 @@ def place(bank_lm: F64, target_lm: F64, size: int, open_px: float = 0.0) -> Plac
     if abs(open_px) > 0.25:
         reshape, moved = _reshape(placed, size, open_px)
         field = field + reshape
-    return Placement(a, field.astype(np.float32), moved, open_px)
+    return Placement(a, field.astype(np.float32), moved)
 
 
 def sampling_maps(
-    placement: Placement, frame_to_crop: F64, box: tuple[int, int, int, int], top: int, size: int
+    placement: Placement, frame_to_crop: F64, box: tuple[int, int, int, int], size: int
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """`cv2.remap` maps that fill the frame region `box` (x0, y0, x1, y1) from a bank entry's stored rows.
+    """`cv2.remap` maps that fill the frame region `box` (x0, y0, x1, y1) from a bank entry's stored box.
 
-    Frame pixel p → target crop q = M·p → bank crop A⁻¹(q − field(q)) → stored row (minus `top`): the bank's
-    pixels are resampled once, straight into the frame.
+    Frame pixel p → target crop q = M·p → bank box A⁻¹(q − field(q)): the bank's pixels are resampled once,
+    straight into the frame.
     """
     x0, y0, x1, y1 = box
     xs = np.arange(x0, x1, dtype=np.float32)
@@ -148,17 +143,8 @@ def sampling_maps(
     qy = qy - field[..., 1]
     inv = np.linalg.inv(np.vstack([placement.matrix, [0, 0, 1]]))[:2].astype(np.float32)
     map_x = inv[0, 0] * qx + inv[0, 1] * qy + inv[0, 2]
-    map_y = inv[1, 0] * qx + inv[1, 1] * qy + inv[1, 2] - top
+    map_y = inv[1, 0] * qx + inv[1, 1] * qy + inv[1, 2]
     return map_x.astype(np.float32), map_y.astype(np.float32)
-
-
-def crop_to_region(frame_to_crop: F64, x0: int, y0: int) -> F64:
-    """Crop → frame-region matrix for a region whose top-left corner is frame pixel (x0, y0)."""
-    a = frame_to_crop[:, :2]
-    inv_a = np.linalg.inv(a)
-    out = np.concatenate([inv_a, (-inv_a @ frame_to_crop[:, 2])[:, None]], axis=1)
-    out[:, 2] -= (x0, y0)
-    return out
 
 
 def _reshape(lm: F64, size: int, open_px: float) -> tuple[F64, F64]:
