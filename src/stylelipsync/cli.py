@@ -298,6 +298,7 @@ def _run_jobs(pipe: Any, jobs: list[Any], debug: bool) -> None:
 
 
 import stylelipsync.batch.cli  # noqa: E402  (registers batch)
+import stylelipsync.live.cli  # noqa: E402  (registers live)
 import stylelipsync.serve.cli  # noqa: E402  (registers serve)
 import stylelipsync.training.cli  # noqa: E402, F401  (registers preprocess / train-* / export-checkpoint)
 from stylelipsync.evaluation.cli import evaluate  # noqa: E402

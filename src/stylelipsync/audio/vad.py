@@ -91,3 +91,76 @@ def voice_activity(
         if value and end - start < burst:
             voiced[start:end] = False
     return voiced
+
+
+class StreamingVoiceActivity:
+    """`voice_activity` for audio that arrives in chunks: one decision per video frame, from the past only.
+
+    The loud level and noise floor are percentiles of the frames heard so far (the last `history_s`);
+    a pause shorter than `min_silence` cannot be told from the end of speech without waiting, so speech is
+    held on for `min_silence` after the level drops instead (the mouth is then closed by the audio
+    prediction itself). Frame t (centred on t / fps) is decided once audio to t / fps + half a frame is in.
+    """
+
+    def __init__(
+        self,
+        fps: float,
+        sample_rate: int = 16000,
+        *,
+        history_s: float = 30.0,
+        min_silence: float = 0.2,
+        on_db: float = 30.0,
+        hysteresis_db: float = 8.0,
+    ) -> None:
+        self.fps, self.sample_rate = float(fps), int(sample_rate)
+        self.on_db, self.hysteresis_db = on_db, hysteresis_db
+        self._history: list[float] = []
+        self._history_len = max(int(history_s * fps), 1)
+        self._hold = round(min_silence * fps)
+        self._held = 0
+        self._state = False
+        self._audio = np.zeros(0, dtype=np.float64)
+        self._audio_start = 0
+        self.frames = 0
+
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        """Add mono samples; (k,) bool decisions of the frames they complete."""
+        self._audio = np.concatenate([self._audio, _mono(chunk)])
+        period = self.sample_rate / self.fps
+        out: list[bool] = []
+        while True:
+            centre = self.frames * period
+            lo, hi = int(np.floor(centre - period / 2)), int(np.floor(centre + period / 2))
+            if hi > self._audio_start + len(self._audio):
+                break
+            seg = self._audio[max(lo, 0) - self._audio_start : hi - self._audio_start]
+            mean_square = float(np.sum(seg * seg)) / max(np.floor(period), 1.0)
+            level = 10.0 * np.log10(max(mean_square, 10.0 ** (ENERGY_FLOOR_DB / 10.0)))
+            out.append(self._decide(level))
+            self.frames += 1
+        drop = int(np.floor(self.frames * period - period / 2)) - self._audio_start
+        if drop > 0:
+            self._audio = self._audio[drop:]
+            self._audio_start += drop
+        return np.asarray(out, dtype=bool)
+
+    def _decide(self, level: float) -> bool:
+        history = self._history
+        history.append(level)
+        if len(history) > self._history_len:
+            del history[0]
+        loud = float(np.percentile(history, 95))
+        if loud < ABSOLUTE_FLOOR_DB:
+            self._state, self._held = False, 0
+            return False
+        noise = float(np.percentile(history, 10))
+        on = max(loud - self.on_db, min(noise + 6.0, loud - 3.0), ABSOLUTE_FLOOR_DB)
+        off = max(on - self.hysteresis_db, ABSOLUTE_FLOOR_DB)
+        self._state = level > on or (self._state and level > off)
+        if self._state:
+            self._held = self._hold
+            return True
+        if self._held > 0:
+            self._held -= 1
+            return True
+        return False

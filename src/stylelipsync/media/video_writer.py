@@ -98,6 +98,8 @@ class VideoWriter:
         self._check_protected(protect)
         self._audio = _prepare_audio(audio) if audio is not None else None
         self._audio_written = 0
+        self._audio_offset = 0
+        """Sample index of `_audio[:, 0]` (`append_audio` drops what is encoded)."""
         self._tmp = self._reserve_temp()
         self._container: av.container.OutputContainer | None = None
         try:
@@ -193,7 +195,7 @@ class VideoWriter:
             if size < AAC_FRAME_SIZE and not final:
                 return
             start = self._audio_written
-            chunk = self._audio[:, start : start + size]
+            chunk = self._audio[:, start - self._audio_offset : start - self._audio_offset + size]
             if chunk.shape[1] < size:
                 chunk = np.pad(chunk, ((0, 0), (0, size - chunk.shape[1])))
             frame = av.AudioFrame.from_ndarray(
@@ -205,6 +207,18 @@ class VideoWriter:
             for packet in self._audio_stream.encode(frame):
                 self._container.mux(packet)
             self._audio_written += size
+
+    def append_audio(self, audio: np.ndarray) -> None:
+        """Extend the audio track, for audio that arrives with the frames (live dubbing); open the writer
+        with `audio=np.zeros(0)` for that. Samples already encoded are dropped, so memory stays flat."""
+        if self._audio is None:
+            raise ValueError(f"{self.path}: the writer has no audio track; open it with audio=np.zeros(0)")
+        add = _prepare_audio(audio)
+        if add.shape[0] != self._audio.shape[0]:
+            add = add.mean(axis=0, keepdims=True) if add.shape[0] > 1 else np.repeat(add, 2, axis=0)
+        done = self._audio_written - self._audio_offset
+        self._audio = np.concatenate([self._audio[:, done:], add], axis=1)
+        self._audio_offset = self._audio_written
 
     @property
     def duration(self) -> float:

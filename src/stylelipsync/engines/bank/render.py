@@ -55,6 +55,28 @@ class BankSchedule:
     previous: NDArray[np.int64]
     """At a cut, the entry that continues the previous frame's (for the cross-fade); −1 elsewhere."""
 
+    def shot(self, t: int) -> Shot:
+        """What output frame t shows."""
+        return Shot(
+            int(self.entry[t]),
+            float(self.open_px[t]),
+            float(self.interior[t]),
+            bool(self.cut[t]),
+            int(self.previous[t]),
+        )
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One output frame's mouth: bank entry, reshaping (target pixels), interior amount and, at a cut, the
+    entry continuing the previous frame's (cross-faded in; −1 for none)."""
+
+    entry: int
+    open_px: float = 0.0
+    interior: float = 0.0
+    cut: bool = False
+    previous: int = -1
+
 
 class BankRenderer:
     """Writes every output frame of `plan` with the mouths `schedule` picks from `bank`."""
@@ -75,14 +97,9 @@ class BankRenderer:
     ) -> None:
         self.bank, self.schedule, self.plan, self.sources = bank, schedule, plan, sources
         self.size, self.transforms = size, transforms
-        self.masker, self.timer = masker, timer
+        self.timer = timer
         self.callback, self.progress, self.pipelined = callback, progress, pipelined
-        self._keep: dict[int, tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
-        self._lock = threading.Lock()
-        # The mouth is placed on each frame's own detection, not the smoothed track: the eyes and nose in the
-        # frame move with the head's small fast motion, and a mouth placed on a smoothed track would tremble
-        # against them (measured: mouth jitter ×1.36 → ×1.19 of the input on three held-out pairs).
-        self._observed = plan.track.observed()
+        self.painter = MouthPainter(bank, size, transforms, masker, plan.track.observed(), timer)
 
     def run(self) -> int:
         """Render and encode every output frame; returns how many had a face."""
@@ -143,11 +160,16 @@ class BankRenderer:
     def _render_or_pass(
         self, t: int, s: int, frame: NDArray[np.uint8]
     ) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None, NDArray[np.float32] | None]:
-        """The rendered frame, or the frame itself (no composite, no mask) where it has no face."""
+        """The rendered frame, its crop-space composite (only when someone wants it) and the keep-mask; or
+        the frame itself (no composite, no mask) where it has no face."""
         if not self.plan.track.valid[s]:
             return frame, None, None
         with self.timer("bank render"):
-            return self._render(t, s, frame)
+            out, keep = self.painter.paint(s, frame, self.schedule.shot(t))
+        comp = None
+        if self.callback is not None or self.plan.crop_path is not None:
+            comp = warp_to_crop(out, self.transforms[s], self.size)
+        return out, comp, keep
 
     def _frames(self) -> Iterator[tuple[int, int, NDArray[np.uint8]]]:
         for t, s in enumerate(self.plan.src_idx):
@@ -155,11 +177,49 @@ class BankRenderer:
                 frame = self.sources[int(s)]
             yield t, int(s), frame
 
-    def _render(
-        self, t: int, s: int, frame: NDArray[np.uint8]
-    ) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None, NDArray[np.float32]]:
-        """The output frame, its crop-space composite (only when someone wants it) and the keep-mask."""
-        sched, m = self.schedule, self.transforms[s]
+    def _report(
+        self, t: int, s: int, comp: NDArray[np.uint8] | None, keep: NDArray[np.float32] | None
+    ) -> None:
+        if self.callback is None:
+            return
+        self.callback(
+            FrameOutput(
+                index=t,
+                source_index=s,
+                has_face=keep is not None,
+                composite=comp,
+                transform=self.transforms[s].copy() if keep is not None else None,
+                keep=keep,
+            )
+        )
+
+
+class MouthPainter:
+    """Puts a bank mouth into one frame (see the module docstring); thread-safe, used by `BankRenderer` and
+    by live dubbing. `observed`: each source frame's own detected landmarks (`FaceTrack.observed`)."""
+
+    def __init__(
+        self,
+        bank: MouthBank,
+        size: int,
+        transforms: NDArray[np.float64],
+        masker: PoseMasker,
+        observed: NDArray[np.float32],
+        timer: StageTimer,
+    ) -> None:
+        self.bank, self.size, self.transforms, self.masker, self.timer = bank, size, transforms, masker, timer
+        self._keep: dict[int, tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
+        self._lock = threading.Lock()
+        # The mouth is placed on each frame's own detection, not the smoothed track: the eyes and nose in the
+        # frame move with the head's small fast motion, and a mouth placed on a smoothed track would tremble
+        # against them (measured: mouth jitter ×1.36 → ×1.19 of the input on three held-out pairs).
+        self._observed = observed
+
+    def paint(
+        self, s: int, frame: NDArray[np.uint8], shot: Shot
+    ) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
+        """Source frame s (`frame`, which has a face) with `shot`'s mouth, and its keep-mask."""
+        m = self.transforms[s]
         lm = warp_landmarks(self._observed[s], m)
         keep, alpha = self._masks(s, lm)
         out = np.array(frame, copy=True)
@@ -167,10 +227,10 @@ class BankRenderer:
         if box is not None:
             x0, y0, x1, y1 = box
             roi = frame[y0:y1, x0:x1].astype(np.float32)
-            open_px, interior = float(sched.open_px[t]), float(sched.interior[t])
-            mouth, placed = self._mouth(int(sched.entry[t]), lm, m, box, open_px, interior)
-            if sched.cut[t] and sched.previous[t] >= 0:
-                other, _ = self._mouth(int(sched.previous[t]), lm, m, box, open_px, interior)
+            open_px, interior = shot.open_px, shot.interior
+            mouth, placed = self._mouth(shot.entry, lm, m, box, open_px, interior)
+            if shot.cut and shot.previous >= 0:
+                other, _ = self._mouth(shot.previous, lm, m, box, open_px, interior)
                 mouth = (mouth + other) * 0.5
             with self.timer("colour"):
                 region = alpha * face_region(np.asarray(lm[:, :2], np.float64), placed, self.size)
@@ -180,10 +240,7 @@ class BankRenderer:
                 )
                 mouth += color_offset(np.clip(mouth, 0, 255).astype(np.uint8), frame[y0:y1, x0:x1], a)
             out[y0:y1, x0:x1] = np.clip(np.rint(roi + a[..., None] * (mouth - roi)), 0, 255).astype(np.uint8)
-        comp = None
-        if self.callback is not None or self.plan.crop_path is not None:
-            comp = warp_to_crop(out, m, self.size)
-        return out, comp, keep
+        return out, keep
 
     def _mouth(
         self,
@@ -226,21 +283,6 @@ class BankRenderer:
                 self._keep[s] = hit
         return hit
 
-    def _report(
-        self, t: int, s: int, comp: NDArray[np.uint8] | None, keep: NDArray[np.float32] | None
-    ) -> None:
-        if self.callback is None:
-            return
-        self.callback(
-            FrameOutput(
-                index=t,
-                source_index=s,
-                has_face=keep is not None,
-                composite=comp,
-                transform=self.transforms[s].copy() if keep is not None else None,
-                keep=keep,
-            )
-        )
 
 
 class _Encoder:

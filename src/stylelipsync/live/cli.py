@@ -1,0 +1,117 @@
+"""`stylelipsync live`: prepare a face once, then dub speech from the browser in real time (docs/live.md).
+
+Importing this module registers the command on the main click group; FastAPI, uvicorn and the bank engine
+are imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from stylelipsync.cli import _parse_bbox, user_errors
+from stylelipsync.cli import cli as main_group
+
+LIVE_EXAMPLES = """
+\b
+Examples:
+  stylelipsync live --video person.mp4                    # then open http://127.0.0.1:8765/
+  stylelipsync live --video photo.jpg --bank-video person.mp4 --record session.mp4
+"""
+
+
+@main_group.command(epilog=LIVE_EXAMPLES)
+@click.option(
+    "--video",
+    "-v",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Video (or photo) of the face to dub; it is played forth and back.",
+)
+@click.option(
+    "--bank-video",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Another video of the same person talking, for more mouths (repeatable).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option(
+    "--record",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write each session's dubbed stream with its audio to this MP4 (then NAME-2.mp4, …).",
+)
+@click.option(
+    "--lag",
+    type=click.IntRange(0, 25),
+    default=2,
+    show_default=True,
+    help="Frames the mouth selection waits for before deciding (smoother mouths, more delay).",
+)
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60,
+    show_default=True,
+    help="Use at most this much of the video.",
+)
+@click.option("--fps", type=click.FloatRange(1, 120), help="Output frame rate (default: the video's).")
+@click.option(
+    "--face-index", type=click.IntRange(0), help="With several faces: 0 = largest, 1 = next largest, …"
+)
+@click.option(
+    "--bbox", callback=_parse_bbox, help="X0,Y0,X1,Y1: dub the face inside this box of the first frame."
+)
+@click.option("--keep-silence", is_flag=True, help="Do not close the mouth on silence.")
+@user_errors
+def live(
+    video: Path,
+    bank_video: tuple[Path, ...],
+    host: str,
+    port: int,
+    record: Path | None,
+    lag: int,
+    max_seconds: float,
+    fps: float | None,
+    face_index: int | None,
+    bbox: tuple[int, int, int, int] | None,
+    keep_silence: bool,
+) -> None:
+    """Dub a face live from speech: your microphone or a speech file, in a browser page (CPU, real time)."""
+    import uvicorn
+
+    from stylelipsync.live.face import LiveFace
+    from stylelipsync.live.server import LiveServer, LiveSettings
+    from stylelipsync.serve.cli import is_loopback
+
+    if not is_loopback(host):
+        click.secho(
+            f"warning: serving on {host}: anyone who can reach this machine can use the live page.",
+            fg="yellow",
+            err=True,
+        )
+    if record is not None and record.suffix.lower() not in (".mp4", ".mov", ".mkv"):
+        raise click.BadParameter(f"{record}: use a .mp4 file name", param_hint="--record")
+    start = time.perf_counter()
+    face = LiveFace.prepare(
+        video,
+        bank_videos=bank_video,
+        fps=fps,
+        max_seconds=max_seconds,
+        face_index=face_index,
+        bbox=bbox,
+        progress=True,
+    )
+    try:
+        click.echo(
+            f"prepared {video.name} in {time.perf_counter() - start:.1f} s: {len(face.bank)} mouths, "
+            f"{face.width}x{face.height} at {face.fps:g} fps",
+            err=True,
+        )
+        server = LiveServer(face, LiveSettings(lag=lag, record=record, keep_silence=keep_silence))
+        click.echo(f"live on http://{host}:{port}/ (Ctrl+C to stop)", err=True)
+        uvicorn.run(server.app(), host=host, port=port, log_level="warning", ws_max_size=1 << 20)
+    finally:
+        face.close()
