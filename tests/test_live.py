@@ -427,3 +427,61 @@ def test_the_face_keeps_moving_with_a_closed_mouth_while_no_audio_comes(
     assert len(headers) >= 0.7 * 3.5 * 25  # frames kept coming through the pause
     assert [h["i"] for h in headers] == list(range(len(headers)))
     assert max(h["speech"] for h in headers[-20:]) == 0.0  # ... with the mouth at rest
+
+
+def test_the_live_page_in_a_browser_dubs_the_microphone_and_a_file(
+    live_command: tuple[str, Path], media_dir: Path, tmp_path: Path
+) -> None:
+    """Headless Chromium with a fake microphone playing a speech file: the page receives and draws
+    frames; then a file streamed from the page's file picker. STYLELIPSYNC_SCREENSHOT=<png> saves the page
+    (docs/images/live_page.png in the README is made that way)."""
+    import os
+
+    from scipy.io import wavfile
+
+    from browser import launch, playwright_driver
+
+    url = live_command[0].replace("ws://", "http://").removesuffix("/ws") + "/"
+    speech = tmp_path / "speech.wav"
+    wave = load_audio(media_dir / SPEECH, 16000)[: 16000 * 6]
+    wavfile.write(speech, 16000, (wave * 32767).astype(np.int16))
+    fake_mic = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={speech}",
+    ]
+    frames_at_least = """(n) => Number(document.body.dataset.frames || 0) >= n"""
+    drawn = """() => { const c = document.getElementById("stage");
+        const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i] + d[i + 1] + d[i + 2];
+        return s / (d.length / 4); }"""
+    with playwright_driver() as playwright:
+        browser = launch(playwright, fake_mic)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            page.wait_for_function("() => !document.getElementById('mic').disabled", timeout=30000)
+            assert FACE in page.inner_text("#about")
+            page.click("#mic")
+            page.wait_for_function(frames_at_least, arg=50, timeout=60000)
+            assert page.evaluate(drawn) > 20  # the face is on the canvas, not a black stage
+            assert "listening" in page.inner_text("#status")
+            shot = os.environ.get("STYLELIPSYNC_SCREENSHOT")
+            if shot:
+                page.screenshot(path=shot)
+            page.click("#stop")
+            page.wait_for_function("() => document.body.dataset.done === '1'", timeout=60000)
+            assert "Done:" in page.inner_text("#status")
+            # A speech file streamed in real time from the page.
+            page.evaluate("() => { document.body.dataset.done = ''; }")
+            page.wait_for_function("() => !document.getElementById('file').disabled", timeout=30000)
+            page.set_input_files("#file", str(speech))
+            page.wait_for_function("() => document.body.dataset.done === '1'", timeout=60000)
+            status = page.inner_text("#status")
+            frames = int(status.split("Done: ")[1].split(" frames")[0])
+            assert frames >= 6 * 25
+            assert not errors, errors
+        finally:
+            browser.close()
