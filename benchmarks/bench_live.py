@@ -146,6 +146,7 @@ def main() -> None:
         "start_to_ready_s": round(ready_s, 1),
         "frames": len(result.frames),
         "frames_due": due,
+        "dropped": result.done.get("dropped"),
         "fps": round(rate, 2),
         "latency_p50_ms": round(float(np.percentile(latency, 50)), 1),
         "latency_p95_ms": round(float(np.percentile(latency, 95)), 1),
@@ -183,12 +184,13 @@ def render(
         f"`stylelipsync live --video {row['face']}` ({row['size']}, 25 fps) in a subprocess, "
         f"{row['seconds']} s of held-out speakers' speech streamed over a WebSocket at real-time pace in "
         f"20 ms chunks, with `--record`; 2 CPU cores, load average {row['load_average']:.1f} at the end.\n",
-        "| look-ahead | frames/s | frames (due) | latency p50 / **p95** / max (client) | p95 (server) | "
-        "start → ready |",
+        "| look-ahead | frames/s | frames (due, unpainted) | latency p50 / **p95** / max (client) | "
+        "p95 (server) | start → ready |",
         "|---|---|---|---|---|---|",
         f"| {row['delay_ms']} ms (96 ms audio + {row['lag_frames']} frames selection) | **{row['fps']}** | "
-        f"{row['frames']} ({row['frames_due']}) | {row['latency_p50_ms']} / **{row['latency_p95_ms']}** / "
-        f"{row['latency_max_ms']} ms | {row['server_latency_p95_ms']} ms | {row['start_to_ready_s']} s |",
+        f"{row['frames']} ({row['frames_due']}, {row['dropped']}) | {row['latency_p50_ms']} / "
+        f"**{row['latency_p95_ms']}** / {row['latency_max_ms']} ms | {row['server_latency_p95_ms']} ms | "
+        f"{row['start_to_ready_s']} s |",
     ]
     if offline:
         lines += [
