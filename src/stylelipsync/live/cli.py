@@ -64,6 +64,14 @@ Examples:
 @click.option(
     "--bbox", callback=_parse_bbox, help="X0,Y0,X1,Y1: dub the face inside this box of the first frame."
 )
+@click.option(
+    "--max-latency",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    help="Seconds a frame may lag its audio before it is sent without a picture, so a machine too slow "
+    "for the stream catches up (0: never; latency then grows on a slow machine).",
+)
 @click.option("--keep-silence", is_flag=True, help="Do not close the mouth on silence.")
 @user_errors
 def live(
@@ -77,6 +85,7 @@ def live(
     fps: float | None,
     face_index: int | None,
     bbox: tuple[int, int, int, int] | None,
+    max_latency: float,
     keep_silence: bool,
 ) -> None:
     """Dub a face live from speech: your microphone or a speech file, in a browser page (CPU, real time)."""
@@ -110,7 +119,10 @@ def live(
             f"{face.width}x{face.height} at {face.fps:g} fps",
             err=True,
         )
-        server = LiveServer(face, LiveSettings(lag=lag, record=record, keep_silence=keep_silence))
+        settings = LiveSettings(
+            lag=lag, record=record, keep_silence=keep_silence, max_latency=max_latency or None
+        )
+        server = LiveServer(face, settings)
         click.echo(f"live on http://{host}:{port}/ (Ctrl+C to stop)", err=True)
         uvicorn.run(server.app(), host=host, port=port, log_level="warning", ws_max_size=1 << 20)
     finally:

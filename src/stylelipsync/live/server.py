@@ -67,9 +67,9 @@ class LiveSettings:
     record: Path | None = None
     jpeg_quality: int = JPEG_QUALITY
     keep_silence: bool = False
-    max_latency: float = MAX_LATENCY
+    max_latency: float | None = MAX_LATENCY
     """Frames later than this after their audio are sent without a picture (the page keeps the last one),
-    so a machine too slow for the stream catches up."""
+    so a machine too slow for the stream catches up; None: never."""
     idle_after: float = IDLE_AFTER
     """Seconds without audio after which silence is fed (the face keeps moving, mouth closed)."""
     send_timeout: float = SEND_TIMEOUT
