@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -47,6 +47,21 @@ run at a lower resolution, in which case its input is resized down and its outpu
 
 Callback = Callable[[FrameOutput], None]
 Progress = bool | Callable[[int, int], None]
+
+
+@runtime_checkable
+class StageProgress(Protocol):
+    """A `progress=` receiver that hears every stage of a pipeline call, not only the rendering: the call
+    reports `stage(name, done, total)` with name "tracking" (source frames tracked, on the calling thread),
+    "rendering" (output frames through the engine, on the calling thread) or "encoding" (output frames handed
+    to the video encoder; on the writer thread when pipelined). The stages overlap when pipelined; the file
+    is finished (encoder flushed, audio muxed) after the last "encoding" report. It may raise to stop the
+    call (the exception comes out of the call)."""
+
+    def stage(self, name: str, done: int, total: int) -> None:
+        """`done` of `total` frames of stage `name` are through."""
+
+
 POLL_SECONDS = 0.1
 """How often a thread blocked on a queue checks whether another one failed."""
 OUTPUT_PRESET = "veryfast"
