@@ -120,10 +120,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def page(launch_chromium: Callable[..., Any], server: str) -> Iterator[Any]:
+def browser(launch_chromium: Callable[..., Any]) -> Any:
+    """Headless Chromium, launched before the server starts (so a missing browser skips at once)."""
+    return launch_chromium()
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Iterator[Any]:
     """A fresh page on the server's front page, failing the test on any script error in it (uncaught, or
     logged with console.error)."""
-    browser = launch_chromium()
     context = browser.new_context(accept_downloads=True, viewport={"width": 1000, "height": 900})
     tab = context.new_page()
     errors: list[str] = []
@@ -135,7 +140,10 @@ def page(launch_chromium: Callable[..., Any], server: str) -> Iterator[Any]:
 
     tab.on("console", console)
     tab.goto(server)
-    tab.wait_for_function("document.getElementById('limits').textContent.includes('MB')")
+    try:
+        tab.wait_for_function("document.getElementById('limits').textContent.includes('MB')")
+    except Exception as exc:
+        raise AssertionError(f"the page did not start (no limits from /healthz shown): {errors}") from exc
     yield tab
     context.close()
     assert not errors, errors
