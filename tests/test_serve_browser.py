@@ -1,5 +1,6 @@
 """The web page of `stylelipsync serve` in a real browser: a `stylelipsync serve` subprocess on a free
-loopback port (default engine: the mouth bank) and the system's headless Chromium (`browser.py`).
+loopback port and the system's headless Chromium (`browser.py`). The server has a (tiny, random-weight)
+network, so its default engine is `stylelipsync`: choosing `bank` in the page's selector must reach the job.
 
 A user's path through the page: choose a shared clip and a shared speech file, press Dub, follow the
 per-stage progress, play the result in the page (a `<video>` whose duration is the speech's) and download it
@@ -85,15 +86,24 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`stylelipsync serve` (the installed command, its defaults: bank engine, one worker) on a free port."""
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[str]:
+    """`stylelipsync serve` (the installed command; one worker, default engine stylelipsync), a free port."""
     root = tmp_path_factory.mktemp("browser_serve")
     log = root / "serve.log"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [*SERVE_COMMAND, "serve", "--port", str(port), "--data-dir", str(root / "data")],
+            [
+                *SERVE_COMMAND,
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(root / "data"),
+                "-c",
+                str(tiny_model_dir),
+            ],
             env=dict(os.environ, STYLELIPSYNC_TOKEN=""),
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -154,7 +164,7 @@ def test_dub_in_the_page_then_play_and_download_the_result(
 ) -> None:
     clip, speech = media_dir / CLIP, media_dir / SPEECH
     seconds = len(load_audio(speech, 16000)) / 16000
-    assert page.input_value("#engine") == "bank"  # the server's default, read from /healthz
+    assert page.input_value("#engine") == "stylelipsync"  # the server's default, read from /healthz
     page.set_input_files("#video", str(clip))
     page.set_input_files("#audio", str(speech))
     page.select_option("#engine", "bank")
