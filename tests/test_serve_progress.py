@@ -207,6 +207,7 @@ def test_a_data_folder_of_the_previous_schema_is_migrated(tmp_path: Path) -> Non
     assert old is not None and old.status == "done" and old.stages == {}
     public = old.public()
     assert public["engine"] == "stylelipsync" and [s["progress"] for s in public["stages"]] == [1.0, 1.0, 1.0]
+    assert [s["total"] for s in public["stages"]] == [None, 9, 9]  # source frames tracked: never reported
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     conn.close()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -50,7 +50,7 @@ from stylelipsync.media.container import check_file
 from stylelipsync.media.frame_store import FrameStore
 from stylelipsync.models import InferenceRunner, StyleLipSync, load_official_checkpoint
 from stylelipsync.pipelines.audio_drive import SAMPLE_RATE
-from stylelipsync.pipelines.options import FrameOutput, GenerateOptions, GenerateResult
+from stylelipsync.pipelines.options import GenerateOptions, GenerateResult
 from stylelipsync.pipelines.render import CROP_SIZE, Callback, Progress, RenderPlan, StageProgress, StageTimer
 from stylelipsync.pipelines.sources import SourceFrames, needs_store, open_store, prefetch
 from stylelipsync.pipelines.timeline import source_indices
@@ -300,13 +300,13 @@ class LipSyncPipeline:
             options=opts,
         )
         stages = progress if isinstance(progress, StageProgress) else None
-        render_progress, callback = staged(progress, callback, len(job.src_idx))
+        render_progress = rendering_progress(progress)
         sources = self._sources(job)
         collected = engine.collector(inputs)
         try:
             with timer("track"):
                 track = self._track(job, sources, render_progress, timer, pipelined, collected, stages)
-            plan = self._plan(job, track)
+            plan = self._plan(job, track, encoding_progress(progress, len(job.src_idx)))
             report = engine.render(
                 inputs, plan, sources, collected, timer, callback, render_progress, pipelined
             )
@@ -430,8 +430,9 @@ class LipSyncPipeline:
                     return
                 yield frame.image
 
-    def _plan(self, job: _Job, track: FaceTrack) -> RenderPlan:
-        """Crop transforms, the person's mask model and the reference frame, for pass 2."""
+    def _plan(self, job: _Job, track: FaceTrack, encoded: Callable[[int], None] | None = None) -> RenderPlan:
+        """Crop transforms, the person's mask model and the reference frame, for pass 2; `encoded` hears the
+        frames the output's encoder has taken."""
         out_audio, out_rate = self._output_audio(job)
         return RenderPlan(
             video=job.video,
@@ -449,6 +450,7 @@ class LipSyncPipeline:
             audio=out_audio,
             audio_rate=out_rate,
             batch_size=job.opts.batch_size,
+            encoded=encoded,
         )
 
     @staticmethod
@@ -474,27 +476,22 @@ class LipSyncPipeline:
         return load_audio(job.audio, rate), rate
 
 
-def staged(
-    progress: Progress | StageProgress, callback: Callback | None, total: int
-) -> tuple[Progress, Callback | None]:
-    """The engine's `progress` and `callback` for a call's `progress`: a `StageProgress` hears rendering
-    through the first and encoding through the second (which then counts the frames handed to the encoder);
-    anything else passes through unchanged."""
+def rendering_progress(progress: Progress | StageProgress) -> Progress:
+    """The engine's `progress` for a call's: a `StageProgress` hears it as its "rendering" stage; anything
+    else passes through."""
     if not isinstance(progress, StageProgress):
-        return progress, callback
+        return progress
     stages = progress
-    written = [0]
+    return lambda done, total: stages.stage("rendering", done, total)
 
-    def rendered(done: int, count: int) -> None:
-        stages.stage("rendering", done, count)
 
-    def encoded(frame: FrameOutput) -> None:
-        if callback is not None:
-            callback(frame)
-        written[0] += 1
-        stages.stage("encoding", written[0], total)
-
-    return rendered, encoded
+def encoding_progress(progress: Progress | StageProgress, total: int) -> Callable[[int], None] | None:
+    """The plan's `encoded` for a call's `progress`: a `StageProgress` hears the frames the encoder has
+    taken, of `total`, as its "encoding" stage; None otherwise."""
+    if not isinstance(progress, StageProgress):
+        return None
+    stages = progress
+    return lambda done: stages.stage("encoding", done, total)
 
 
 __all__ = ["LipSyncPipeline", "default_checkpoint", "load_model", "resolve_device"]

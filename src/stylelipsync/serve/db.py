@@ -112,7 +112,8 @@ class Job:
     def stage_progress(self) -> tuple[str | None, list[dict[str, Any]]]:
         """(the stage a running job is in, each stage's {name, done, total, progress}).
 
-        A done job has every stage complete. While running, the current stage is the first one not
+        A done job has every stage complete (a stage never reported, as with `serve --ray`, has the result's
+        frames, or None for tracking). While running, the current stage is the first one not
         complete (the stages overlap: rendering starts while encoding is behind it); with all frames
         encoded, it is still "encoding" until the file is finished. Unknown totals are None.
         """
@@ -120,9 +121,9 @@ class Job:
         out: list[dict[str, Any]] = []
         for name in STAGES:
             done, total = reported.get(name, (0, None))
-            if self.status == DONE:
-                total = total or self.frames_total
-                done = total or 0
+            if self.status == DONE:  # rendering and encoding count output frames: those of the result
+                total = total or (self.frames_total if name != "tracking" else None)
+                done = total if total is not None else done
             fraction = 1.0 if self.status == DONE else (min(1.0, done / total) if total else 0.0)
             out.append({"name": name, "done": done, "total": total, "progress": round(fraction, 4)})
         if self.status != RUNNING:
