@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -51,7 +51,7 @@ from stylelipsync.media.frame_store import FrameStore
 from stylelipsync.models import InferenceRunner, StyleLipSync, load_official_checkpoint
 from stylelipsync.pipelines.audio_drive import SAMPLE_RATE
 from stylelipsync.pipelines.options import GenerateOptions, GenerateResult
-from stylelipsync.pipelines.render import CROP_SIZE, Callback, Progress, RenderPlan, StageTimer
+from stylelipsync.pipelines.render import CROP_SIZE, Callback, Progress, RenderPlan, StageProgress, StageTimer
 from stylelipsync.pipelines.sources import SourceFrames, needs_store, open_store, prefetch
 from stylelipsync.pipelines.timeline import source_indices
 
@@ -268,14 +268,15 @@ class LipSyncPipeline:
         output: str | Path,
         options: GenerateOptions | None = None,
         *,
-        progress: Progress = False,
+        progress: Progress | StageProgress = False,
         callback: Callback | None = None,
         pipelined: bool = True,
         **overrides: Any,
     ) -> GenerateResult:
         """Dub `video` (or a photo) with `audio` into `output`; options as in `GenerateOptions`.
 
-        `progress=True` shows progress bars; a callable gets (frames done, total), on the calling thread.
+        `progress=True` shows progress bars; a callable gets (frames done, total), on the calling thread; a
+        `StageProgress` hears the tracking, rendering and encoding stages.
         `callback` receives a `FrameOutput` for every output frame, in order, as soon as it is written (on
         the writer thread when pipelined). `pipelined=False` runs decoding and encoding on the calling
         thread too: slower, same output bit for bit.
@@ -298,13 +299,17 @@ class LipSyncPipeline:
             is_image=job.info.is_image,
             options=opts,
         )
+        stages = progress if isinstance(progress, StageProgress) else None
+        render_progress = rendering_progress(progress)
         sources = self._sources(job)
         collected = engine.collector(inputs)
         try:
             with timer("track"):
-                track = self._track(job, sources, progress, timer, pipelined, collected)
-            plan = self._plan(job, track)
-            report = engine.render(inputs, plan, sources, collected, timer, callback, progress, pipelined)
+                track = self._track(job, sources, render_progress, timer, pipelined, collected, stages)
+            plan = self._plan(job, track, encoding_progress(progress, len(job.src_idx)))
+            report = engine.render(
+                inputs, plan, sources, collected, timer, callback, render_progress, pipelined
+            )
         finally:
             sources.close()
             if collected is not None:
@@ -372,9 +377,16 @@ class LipSyncPipeline:
         timer: StageTimer,
         pipelined: bool,
         collector: FrameCollector | None = None,
+        stages: StageProgress | None = None,
     ) -> FaceTrack:
         """Track the face over the source frames the timeline uses (filling the frame store, if any)."""
         bar = tqdm(total=job.needed, desc="tracking", unit="frame", disable=progress is not True, leave=False)
+
+        def tracked(n: int) -> None:
+            bar.update(n - bar.n)
+            if stages is not None:
+                stages.stage("tracking", n, job.needed)
+
         frames = self._pass1_frames(job, sources.store, timer)
         stream = prefetch(frames, PASS1_PREFETCH) if pipelined else frames
         try:
@@ -383,7 +395,7 @@ class LipSyncPipeline:
                 face_index=job.opts.face_index,
                 bbox=job.opts.bbox,
                 fps=job.fps,
-                progress=lambda n: bar.update(n - bar.n),
+                progress=tracked,
                 on_frame=collector,
             )
         finally:
@@ -418,8 +430,9 @@ class LipSyncPipeline:
                     return
                 yield frame.image
 
-    def _plan(self, job: _Job, track: FaceTrack) -> RenderPlan:
-        """Crop transforms, the person's mask model and the reference frame, for pass 2."""
+    def _plan(self, job: _Job, track: FaceTrack, encoded: Callable[[int], None] | None = None) -> RenderPlan:
+        """Crop transforms, the person's mask model and the reference frame, for pass 2; `encoded` hears the
+        frames the output's encoder has taken."""
         out_audio, out_rate = self._output_audio(job)
         return RenderPlan(
             video=job.video,
@@ -437,6 +450,7 @@ class LipSyncPipeline:
             audio=out_audio,
             audio_rate=out_rate,
             batch_size=job.opts.batch_size,
+            encoded=encoded,
         )
 
     @staticmethod
@@ -460,6 +474,24 @@ class LipSyncPipeline:
         if rate == SAMPLE_RATE or rate not in AAC_RATES:
             return job.wave, SAMPLE_RATE
         return load_audio(job.audio, rate), rate
+
+
+def rendering_progress(progress: Progress | StageProgress) -> Progress:
+    """The engine's `progress` for a call's: a `StageProgress` hears it as its "rendering" stage; anything
+    else passes through."""
+    if not isinstance(progress, StageProgress):
+        return progress
+    stages = progress
+    return lambda done, total: stages.stage("rendering", done, total)
+
+
+def encoding_progress(progress: Progress | StageProgress, total: int) -> Callable[[int], None] | None:
+    """The plan's `encoded` for a call's `progress`: a `StageProgress` hears the frames the encoder has
+    taken, of `total`, as its "encoding" stage; None otherwise."""
+    if not isinstance(progress, StageProgress):
+        return None
+    stages = progress
+    return lambda done: stages.stage("encoding", done, total)
 
 
 __all__ = ["LipSyncPipeline", "default_checkpoint", "load_model", "resolve_device"]

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -47,6 +47,21 @@ run at a lower resolution, in which case its input is resized down and its outpu
 
 Callback = Callable[[FrameOutput], None]
 Progress = bool | Callable[[int, int], None]
+
+
+@runtime_checkable
+class StageProgress(Protocol):
+    """A `progress=` receiver that hears every stage of a pipeline call, not only the rendering: the call
+    reports `stage(name, done, total)` with name "tracking" (source frames tracked, on the calling thread),
+    "rendering" (output frames through the engine, on the calling thread) or "encoding" (output frames taken
+    by the video encoder; on the writer thread when pipelined). The stages overlap when pipelined; the file
+    is finished (encoder flushed, audio muxed) after the last "encoding" report. It may raise to stop the
+    call (the exception comes out of the call)."""
+
+    def stage(self, name: str, done: int, total: int) -> None:
+        """`done` of `total` frames of stage `name` are through."""
+
+
 POLL_SECONDS = 0.1
 """How often a thread blocked on a queue checks whether another one failed."""
 OUTPUT_PRESET = "veryfast"
@@ -95,6 +110,22 @@ class RenderPlan:
     audio: np.ndarray
     audio_rate: int
     batch_size: int
+    encoded: Callable[[int], None] | None = None
+    """Told how many frames the output's encoder has taken, after each one (on the thread that writes):
+    the encoding stage of a `StageProgress`."""
+
+
+class _CountingWriter(VideoWriter):
+    """The output writer of a plan with `encoded`: reports its frame count after each frame."""
+
+    def __init__(self, *args: Any, encoded: Callable[[int], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._encoded, self._count = encoded, 0
+
+    def write(self, image: np.ndarray) -> None:
+        super().write(image)
+        self._count += 1
+        self._encoded(self._count)
 
 
 @dataclass(slots=True)
@@ -157,21 +188,21 @@ def open_writers(stack: ExitStack, plan: RenderPlan, crop_size: int) -> list[Vid
     sizes = [(plan.output, plan.width, plan.height)]
     if plan.crop_path is not None:
         sizes.append((plan.crop_path, crop_size, crop_size))
-    return [
-        stack.enter_context(
-            VideoWriter(
-                path,
-                plan.fps,
-                w,
-                h,
-                audio=plan.audio,
-                sample_rate=plan.audio_rate,
-                protect=plan.protect,
-                preset=OUTPUT_PRESET,
-            )
-        )
-        for path, w, h in sizes
-    ]
+    writers: list[VideoWriter] = []
+    for path, w, h in sizes:
+        args = (path, plan.fps, w, h)
+        options: dict[str, Any] = {
+            "audio": plan.audio,
+            "sample_rate": plan.audio_rate,
+            "protect": plan.protect,
+            "preset": OUTPUT_PRESET,
+        }
+        if plan.encoded is not None and not writers:
+            writer: VideoWriter = _CountingWriter(*args, encoded=plan.encoded, **options)
+        else:
+            writer = VideoWriter(*args, **options)
+        writers.append(stack.enter_context(writer))
+    return writers
 
 
 def reuse_distance(src_idx: np.ndarray) -> np.ndarray:

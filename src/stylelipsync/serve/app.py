@@ -75,8 +75,19 @@ UPLOAD_SCHEMA: dict[str, Any] = {
 }
 
 
+class StageOut(BaseModel):
+    """One stage of a job's run: frames done of total (None until the stage starts), and their ratio."""
+
+    name: Literal["tracking", "rendering", "encoding"]
+    done: int
+    total: int | None
+    progress: float
+
+
 class JobOut(BaseModel):
-    """A job as the API reports it."""
+    """A job as the API reports it. `progress`, `frames_done` and `frames_total` are the rendering stage's;
+    `stages` has each stage (tracking the face, rendering the frames, encoding the video), `stage` the one a
+    running job is in, `engine` the engine the job renders with (the one that rendered it, once done)."""
 
     id: str
     status: Literal["queued", "running", "done", "failed", "cancelled"]
@@ -92,6 +103,9 @@ class JobOut(BaseModel):
     seconds: float | None
     options: dict[str, Any]
     runs: int
+    engine: Literal["bank", "stylelipsync"] | None
+    stage: Literal["tracking", "rendering", "encoding"] | None
+    stages: list[StageOut]
     queue_position: int | None = None
     video_url: str | None = None
 

@@ -25,7 +25,9 @@ FINAL = frozenset({DONE, FAILED, CANCELLED})
 MAX_INTERRUPTIONS = 3
 """A job that was running when the server died this many times is failed instead of re-run again."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+STAGES = ("tracking", "rendering", "encoding")
+"""The stages of a run, in order (`pipelines.render.StageProgress`); each has its own progress."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -47,11 +49,20 @@ CREATE TABLE IF NOT EXISTS jobs (
     run_token TEXT,
     worker_pid INTEGER,
     runs INTEGER NOT NULL DEFAULT 0,
-    interruptions INTEGER NOT NULL DEFAULT 0
+    interruptions INTEGER NOT NULL DEFAULT 0,
+    stages TEXT NOT NULL DEFAULT '{}',
+    engine TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs (status, created);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created);
 """
+MIGRATIONS = {
+    1: (
+        "ALTER TABLE jobs ADD COLUMN stages TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE jobs ADD COLUMN engine TEXT",
+    ),
+}
+"""Statements that bring a database of schema version N to N + 1 (a data folder of an older server)."""
 
 
 def iso_time(t: float | None) -> str | None:
@@ -85,16 +96,44 @@ class Job:
     worker_pid: int | None = None
     runs: int = 0
     interruptions: int = 0
+    stages: dict[str, list[int]] | None = None
+    """Frames [done, total] of each stage reported so far by the current run (see `STAGES`)."""
+    engine: str | None = None
+    """The engine that rendered the result (set when the job is done)."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
         """Build from a `SELECT *` row."""
         data = dict(row)
         data["options"] = json.loads(data["options"] or "{}")
+        data["stages"] = json.loads(data["stages"] or "{}")
         return cls(**data)
+
+    def stage_progress(self) -> tuple[str | None, list[dict[str, Any]]]:
+        """(the stage a running job is in, each stage's {name, done, total, progress}).
+
+        A done job has every stage complete (a stage never reported, as with `serve --ray`, has the result's
+        frames, or None for tracking). While running, the current stage is the first one not
+        complete (the stages overlap: rendering starts while encoding is behind it); with all frames
+        encoded, it is still "encoding" until the file is finished. Unknown totals are None.
+        """
+        reported = self.stages or {}
+        out: list[dict[str, Any]] = []
+        for name in STAGES:
+            done, total = reported.get(name, (0, None))
+            if self.status == DONE:  # rendering and encoding count output frames: those of the result
+                total = total or (self.frames_total if name != "tracking" else None)
+                done = total if total is not None else done
+            fraction = 1.0 if self.status == DONE else (min(1.0, done / total) if total else 0.0)
+            out.append({"name": name, "done": done, "total": total, "progress": round(fraction, 4)})
+        if self.status != RUNNING:
+            return None, out
+        current = next((s["name"] for s in out if s["progress"] < 1), STAGES[-1])
+        return current, out
 
     def public(self) -> dict[str, Any]:
         """What the API returns for this job (no server paths, no internal fields)."""
+        stage, stages = self.stage_progress()
         return {
             "id": self.id,
             "status": self.status,
@@ -110,6 +149,9 @@ class Job:
             "seconds": self.seconds,
             "options": self.options or {},
             "runs": self.runs,
+            "engine": self.engine or (self.options or {}).get("engine"),
+            "stage": stage,
+            "stages": stages,
         }
 
 
@@ -123,10 +165,16 @@ class JobStore:
         with self._cursor() as cur:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.executescript(SCHEMA)
+        with self._transaction() as cur:  # one process migrates, the others wait for it
             version = cur.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 cur.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
+            while version in MIGRATIONS:
+                for statement in MIGRATIONS[version]:
+                    cur.execute(statement)
+                version += 1
+                cur.execute(f"PRAGMA user_version={version}")
+            if version not in (0, SCHEMA_VERSION):
                 raise RuntimeError(
                     f"{self.path}: job database of schema version {version}, this version of stylelipsync "
                     f"reads version {SCHEMA_VERSION}; use another --data-dir"
@@ -262,19 +310,33 @@ class JobStore:
                 return None
             cur.execute(
                 "UPDATE jobs SET status = ?, started = ?, run_token = ?, worker_pid = ?, runs = runs + 1, "
-                "progress = 0, frames_done = NULL, frames_total = NULL, error = NULL WHERE id = ?",
+                "progress = 0, frames_done = NULL, frames_total = NULL, error = NULL, stages = '{}', "
+                "engine = NULL WHERE id = ?",
                 (RUNNING, time.time(), uuid.uuid4().hex, worker_pid, row[0]),
             )
             job = cur.execute("SELECT * FROM jobs WHERE id = ?", (row[0],)).fetchone()
         return Job.from_row(job)
 
-    def report_progress(self, job_id: str, token: str, done: int, total: int) -> bool:
-        """Record frames done; False when the job is no longer this run's to work on (cancelled, deleted)."""
+    def report_progress(self, job_id: str, token: str, stages: dict[str, tuple[int, int]]) -> bool:
+        """Record frames [done, total] per stage (rendering also as frames_done, frames_total, progress);
+        False when the job is no longer this run's to work on (cancelled, deleted)."""
+        unknown = set(stages) - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown stage(s) {sorted(unknown)}; the stages are {', '.join(STAGES)}")
+        done, total = stages.get("rendering", (None, None))
         with self._cursor() as cur:
             cur.execute(
-                "UPDATE jobs SET frames_done = ?, frames_total = ?, progress = ? "
+                "UPDATE jobs SET stages = ?, frames_done = ?, frames_total = ?, progress = ? "
                 "WHERE id = ? AND run_token = ? AND status = ?",
-                (done, total, done / total if total else 0.0, job_id, token, RUNNING),
+                (
+                    json.dumps({name: list(value) for name, value in stages.items()}),
+                    done,
+                    total,
+                    done / total if done is not None and total else 0.0,
+                    job_id,
+                    token,
+                    RUNNING,
+                ),
             )
             return cur.rowcount > 0
 
@@ -286,13 +348,17 @@ class JobStore:
             ).fetchone()
         return row is not None
 
-    def finish(self, job_id: str, token: str, result_file: str, frames: int) -> bool:
-        """Mark done with its result file; False if the run no longer owns the job (then discard the file)."""
+    def finish(
+        self, job_id: str, token: str, result_file: str, frames: int, engine: str | None = None
+    ) -> bool:
+        """Mark done with its result file and the engine that rendered it; False if the run no longer owns
+        the job (then discard the file)."""
         with self._cursor() as cur:
             cur.execute(
                 "UPDATE jobs SET status = ?, finished = ?, result_file = ?, progress = 1, frames_done = ?, "
-                "frames_total = ?, worker_pid = NULL WHERE id = ? AND run_token = ? AND status = ?",
-                (DONE, time.time(), result_file, frames, frames, job_id, token, RUNNING),
+                "frames_total = ?, engine = ?, worker_pid = NULL "
+                "WHERE id = ? AND run_token = ? AND status = ?",
+                (DONE, time.time(), result_file, frames, frames, engine, job_id, token, RUNNING),
             )
             return cur.rowcount > 0
 
@@ -356,7 +422,7 @@ class JobStore:
                 else:
                     cur.execute(
                         "UPDATE jobs SET status = ?, interruptions = ?, run_token = NULL, progress = 0, "
-                        "frames_done = NULL, frames_total = NULL, started = NULL WHERE id = ?",
+                        "frames_done = NULL, frames_total = NULL, started = NULL, stages = '{}' WHERE id = ?",
                         (QUEUED, n, job_id),
                     )
                     requeued.append(job_id)

@@ -7,9 +7,10 @@ a crash or a leak ends one worker, which is replaced, and a job that does not st
 killed outright. Each worker loads the model once, then claims queued jobs from the SQLite table, runs the
 generate pipeline and reports its progress into the job's row.
 
-Cancellation is checked in the pipeline's progress callback (after every chunk of frames); during the first
-pass (face tracking), which reports no progress, the supervisor kills a worker that has not let go of a
-cancelled job within the grace period and starts a fresh one. Workers ask the kernel to kill them when the
+Cancellation is checked whenever the pipeline reports progress (every tracked frame, every rendered chunk,
+every encoded frame); in a stretch that reports none (building the mouth bank, loading the network on its
+first job), the supervisor kills a worker that has not let go of a cancelled job within the grace period and
+starts a fresh one. Workers ask the kernel to kill them when the
 server dies (Linux `PR_SET_PDEATHSIG`), and also check their parent between jobs and chunks, so a killed
 server never leaves a worker running a job that the restarted server runs again.
 """
@@ -122,23 +123,33 @@ class JobStoppedError(Exception):
 
 
 class _Progress:
-    """The pipeline's progress callback: writes frames done into the job row (at most every
-    `progress_seconds`, and always the last chunk) and stops the run when it no longer owns the job."""
+    """The pipeline's progress receiver (`pipelines.render.StageProgress`): writes each stage's frames into
+    the job row (at most every `progress_seconds`, and always when a stage completes) and stops the run when
+    it no longer owns the job. Encoding is reported from the pipeline's writer thread, so writes are
+    serialised. Called as a plain (done, total) callable (a Ray worker relays only that), it is the
+    rendering stage."""
 
     def __init__(self, store: JobStore, job: Job, spec: WorkerSpec) -> None:
         self.store, self.job, self.spec = store, job, spec
         self._last = 0.0
+        self._stages: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, done: int, total: int) -> None:
+        self.stage("rendering", done, total)
+
+    def stage(self, name: str, done: int, total: int) -> None:
         if os.getppid() != self.spec.parent_pid:
             raise JobStoppedError("the server stopped")
-        now = time.monotonic()
-        if done < total and now - self._last < self.spec.progress_seconds:
-            return
-        self._last = now
-        assert self.job.run_token is not None
-        if not self.store.report_progress(self.job.id, self.job.run_token, done, total):
-            raise JobStoppedError("cancelled")
+        with self._lock:
+            self._stages[name] = (done, total)
+            now = time.monotonic()
+            if done < total and now - self._last < self.spec.progress_seconds:
+                return
+            self._last = now
+            assert self.job.run_token is not None
+            if not self.store.report_progress(self.job.id, self.job.run_token, dict(self._stages)):
+                raise JobStoppedError("cancelled")
 
 
 def run_job(pipe: Any, store: JobStore, job: Job, spec: WorkerSpec) -> None:
@@ -159,7 +170,7 @@ def run_job(pipe: Any, store: JobStore, job: Job, spec: WorkerSpec) -> None:
             options=options,
             progress=_Progress(store, job, spec),
         )
-        if not store.finish(job.id, token, output.name, result.frames):
+        if not store.finish(job.id, token, output.name, result.frames, result.engine):
             output.unlink(missing_ok=True)
     except JobStoppedError:
         output.unlink(missing_ok=True)

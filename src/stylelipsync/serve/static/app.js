@@ -63,7 +63,7 @@ $("engine").addEventListener("change", showEngineHint);
 showEngineHint();
 
 function engineOf(job) {
-  return (job.options && job.options.engine) || "";
+  return job.engine || (job.options && job.options.engine) || "";
 }
 
 // -- submit ---------------------------------------------------------------------------------------------
@@ -81,8 +81,34 @@ function formData() {
   return data;
 }
 
+function percent(fraction) {
+  return Math.round(Math.max(0, Math.min(1, fraction)) * 100);
+}
+
 function setBar(id, fraction) {
-  $(id).style.width = Math.round(Math.max(0, Math.min(1, fraction)) * 100) + "%";
+  $(id).style.width = percent(fraction) + "%";
+}
+
+// One bar per stage of the job's run (tracking the face, rendering, encoding): they overlap while the job
+// runs, so each shows its own frames.
+const STAGES = ["tracking", "rendering", "encoding"];
+
+function showStages(job) {
+  const stages = Object.fromEntries((job.stages || []).map((s) => [s.name, s]));
+  for (const name of STAGES) {
+    const row = $("stage-" + name);
+    const stage = stages[name] || { done: 0, total: null, progress: 0 };
+    row.querySelector(".fill").style.width = percent(stage.progress) + "%";
+    row.classList.toggle("active", job.stage === name);
+    let count = "";
+    if (job.status === "done") count = stage.total ? `${stage.total} frames` : "done";
+    else if (stage.total) count = `${stage.done} of ${stage.total} frames`;
+    else if (job.stage === name) count = "starting…";
+    if (job.status === "running" && name === "encoding" && stage.total && stage.done >= stage.total) {
+      count = "finishing the file…";
+    }
+    row.querySelector(".count").textContent = count;
+  }
 }
 
 $("submit-form").addEventListener("submit", (event) => {
@@ -99,7 +125,8 @@ $("submit-form").addEventListener("submit", (event) => {
   $("result").hidden = true;
   $("job-error").textContent = "";
   $("job-text").textContent = "";
-  setBar("job-bar", 0);
+  showStages({ status: "queued", stages: [] });
+  setBar("upload-bar", 0);
   $("current-title").textContent = `${video.name} + ${audio.name}`;
   if (limits.max_upload_mb && size > limits.max_upload_mb) {
     $("job-error").textContent = `The two files are ${size.toFixed(1)} MB together; this server takes at most ${limits.max_upload_mb} MB.`;
@@ -139,12 +166,12 @@ $("submit-form").addEventListener("submit", (event) => {
 
 // -- follow one job -------------------------------------------------------------------------------------
 
+const STAGE_WORDS = { tracking: "tracking the face", rendering: "rendering", encoding: "encoding" };
+
 function describe(job) {
   const engine = engineOf(job) ? ` with the ${engineOf(job)} engine` : "";
   if (job.status === "queued") return `waiting in the queue (${job.queue_position || 0} job(s) ahead)${engine}`;
-  if (job.status === "running") {
-    return job.frames_total ? `dubbing${engine}: frame ${job.frames_done} of ${job.frames_total}` : "finding the face…";
-  }
+  if (job.status === "running") return `dubbing${engine}: ${STAGE_WORDS[job.stage] || "starting"}…`;
   if (job.status === "done") return `done${engine}: ${job.frames_total} frames`;
   return job.status;
 }
@@ -161,7 +188,7 @@ async function follow(id) {
     }
     const job = await response.json();
     $("current-title").textContent = `${job.video_name} + ${job.audio_name}`;
-    setBar("job-bar", job.progress);
+    showStages(job);
     $("job-text").textContent = describe(job);
     if (job.status === "failed" || job.status === "cancelled") {
       $("job-error").textContent = job.error || job.status;
@@ -233,7 +260,8 @@ async function refreshList() {
     cell(row, job.video_name, "name").title = job.video_name;
     cell(row, job.audio_name, "name").title = job.audio_name;
     cell(row, engineOf(job));
-    const status = job.status === "running" ? `running ${Math.round(job.progress * 100)}%` : job.status;
+    const stage = (job.stages || []).find((s) => s.name === job.stage);
+    const status = job.status === "running" && stage ? `${job.stage} ${percent(stage.progress)}%` : job.status;
     const statusCell = cell(row, status, "status-" + job.status);
     if (job.error) statusCell.title = job.error;
     const actions = cell(row, "");
