@@ -119,6 +119,14 @@ def live(
             f"{face.width}x{face.height} at {face.fps:g} fps",
             err=True,
         )
+        if face.bank.poor_coverage:
+            click.secho(
+                f"warning: the mouth bank has poor coverage (its mouths open {face.bank.coverage:.0%} as "
+                "much as a person talking): mouths are reshaped and their interior painted. For real mouths, "
+                "add a video of the person talking with --bank-video.",
+                fg="yellow",
+                err=True,
+            )
         settings = LiveSettings(
             lag=lag, record=record, keep_silence=keep_silence, max_latency=max_latency or None
         )
