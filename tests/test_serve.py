@@ -440,7 +440,8 @@ def test_cancel_a_queued_job_and_a_running_one(
     server: tuple[TestClient, Path], media: dict[str, Path]
 ) -> None:
     client, data = server
-    [pid] = client.app.state.service.pool.pids()
+    pool = client.app.state.service.pool
+    [pid], restarts = pool.pids(), pool.restarts
     running = paused_while_running(client, media, pid)
     try:
         queued = submit(client, media["clip1"], media["speech"]).json()["id"]
@@ -457,6 +458,9 @@ def test_cancel_a_queued_job_and_a_running_one(
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert client.get(f"/v1/jobs/{running}").json()["status"] == "cancelled"
+    # The worker stopped the job itself at its next progress report (0.25 s), well within the 2 s grace
+    # period after which it would have been killed and replaced.
+    assert pool.pids() == [pid] and pool.restarts == restarts
     assert sorted(p.name for p in (data / "jobs" / running).iterdir()) == ["audio.wav", "video.jpg"]
     assert client.delete(f"/v1/jobs/{running}").json() == {"id": running, "deleted": True}
     assert running not in folders(data)
