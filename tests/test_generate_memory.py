@@ -5,9 +5,10 @@ The README promises that memory stays bounded however long the video. Each case 
 stay fast the clip is small and slow: a real face at 320², 5 frames/s (50 and 300 frames), with 10 s and
 60 s of real speech; the full-rate, full-size measurement is `benchmarks/bench_generate_memory.py`.
 
-Measured here (2 shared cores): 640 MiB for 10 s, 711 MiB for 60 s (×1.11; most of the growth is the
-speech's features, computed over the whole file). A renderer that kept one frame's masks per source frame
-(0.5 MB each) reached 852 MiB (×1.33).
+Measured here (2 shared cores, other jobs running): 628–640 MiB for 10 s, 711–720 MiB for 60 s (×1.11–1.15).
+Most of the growth is the speech's features, computed over the whole file at once (the audio → mouth-shape
+prediction, about 0.8 MB per second of speech, and voice activity, about 0.4 MB/s). A renderer that kept one
+frame's masks per source frame (0.5 MB each) reached 852–854 MiB (×1.32–1.33).
 """
 
 from __future__ import annotations
