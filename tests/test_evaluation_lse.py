@@ -9,16 +9,19 @@ import pytest
 import torch
 
 from stylelipsync.errors import CheckpointError
+from stylelipsync.evaluation.face_tracks import track_video
 from stylelipsync.evaluation.lse import (
     PAD_VALUE,
     embed_windows,
     last_frame,
+    lrs_frames,
     lse_score,
     mfcc,
     offset_distances,
     protocol_crop,
     protocol_wave,
     score_distances,
+    wild_frames,
 )
 from stylelipsync.evaluation.runner import EvalConfig, Evaluator, Job
 from stylelipsync.evaluation.syncnet_v2 import SyncNetV2, load_syncnet_v2
@@ -222,7 +225,25 @@ def test_end_to_end_on_shared_clip_with_random_weights(
     assert score.windows == last_frame(frames, len(load_audio(clip, 16000)))
     assert score.windows > 10
     assert score.mean_dist.shape == (31,) and np.isfinite(score.mean_dist).all()
-    assert score.lse_d == pytest.approx(score.mean_dist.min())
-    assert score.lse_c == pytest.approx(np.median(score.mean_dist) - score.mean_dist.min())
-    assert -15 <= score.av_offset <= 15
+    # The scores are those of syncnet_python's loop, recomputed here window by window from the clip's own
+    # frames and audio: a wrong audio track, a frame or MFCC block off by one, or a wrong distance all fail.
+    if mode == "lrs":
+        frames = list(lrs_frames(clip, True))
+    else:
+        frames = list(wild_frames(clip, track_video(clip, fps=25, cache_dir=tmp_path)))
+    coeffs = torch.from_numpy(mfcc(protocol_wave(load_audio(clip, 16000))))
+    with torch.no_grad():
+        lips = torch.stack([torch.from_numpy(np.stack(frames[v : v + 5])).permute(3, 0, 1, 2).float()
+                            for v in range(score.windows)])  # fmt: skip
+        video_feat = random_syncnet.forward_lip(lips).numpy()
+        blocks = torch.stack([coeffs[:, 4 * v : 4 * v + 20] for v in range(score.windows)])[:, None]
+        audio_feat = random_syncnet.forward_aud(blocks.float()).numpy()
+    padded = np.pad(audio_feat, ((15, 15), (0, 0)))
+    dists = np.stack([np.linalg.norm(video_feat[t] - padded[t : t + 31] + 1e-6, axis=1)
+                      for t in range(score.windows)])  # fmt: skip
+    mean_dist = dists.mean(axis=0)
+    np.testing.assert_allclose(score.mean_dist, mean_dist, rtol=1e-4)
+    assert score.lse_d == pytest.approx(mean_dist.min(), rel=1e-4)
+    assert score.lse_c == pytest.approx(np.median(mean_dist) - mean_dist.min(), rel=1e-3, abs=1e-5)
+    assert score.av_offset == 15 - int(mean_dist.argmin())
     assert score.mode == mode and score.frame_conf.shape == (score.windows,)

@@ -56,10 +56,26 @@ def test_unmodified_crop_reproduces_frame(media_dir: Path, name: str) -> None:
     print(f"  without detail restoration {p_plain:.1f} dB")
     assert out.shape == frame.shape and out.dtype == np.uint8
     assert p_out >= 40.0
-    if (
-        similarity_scale(m) >= 1.0
-    ):  # face upsampled into the crop: the 256² round trip itself is near-lossless
-        assert p_plain >= 40.0
+    # These faces are all larger than the crop (scale 0.46–0.95), so the plain 256² round trip blurs them a
+    # little (measured 39.7–52 dB); detail restoration is what makes the copy exact.
+    assert similarity_scale(m) < 1.0 and p_plain >= 37.0
+
+
+def test_upsampled_face_round_trip_is_near_lossless(media_dir: Path) -> None:
+    """A face smaller than the crop is upsampled into it, so even without detail restoration pasting the
+    unmodified crop back gives the frame again."""
+    frame, m, _, mask = setup(media_dir, "styletalk_KristiNoem.mp4")
+    small = cv2.resize(frame, (frame.shape[1] // 2, frame.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    m_small = m.copy()
+    m_small[:, :2] *= 2.0  # small-frame pixels → full-frame pixels → crop
+    assert similarity_scale(m_small) > 1.5
+    crop = warp_to_crop(small, m_small)
+    plain = paste_back(small, crop, m_small, mask, restore_detail=False, color_match=False)
+    y, x = face_box(media_dir, "styletalk_KristiNoem.mp4")
+    box = (slice(y.start // 2, y.stop // 2), slice(x.start // 2, x.stop // 2))
+    changed = np.abs(plain.astype(int) - small.astype(int)).max(axis=2) > 0
+    assert changed[box].mean() > 0.05  # the crop really was pasted back
+    assert psnr(plain[box], small[box]) >= 40.0  # measured 41.7 dB
 
 
 def test_only_the_soft_lower_face_region_changes(media_dir: Path) -> None:
@@ -94,7 +110,7 @@ def test_feather_has_no_hard_edge(media_dir: Path) -> None:
     alpha = blend_weight(mask)
     assert alpha.max() == 1.0 and alpha.min() == 0.0
     assert np.abs(np.diff(alpha, axis=0)).max() < 0.15 and np.abs(np.diff(alpha, axis=1)).max() < 0.15
-    assert alpha[:8].max() == 0 or alpha[0].max() == 0  # faded out at the crop border
+    assert alpha[0].max() == 0  # faded out at the crop border
     assert alpha[-1].max() == 0 and alpha[:, 0].max() == 0 and alpha[:, -1].max() == 0
 
 

@@ -151,13 +151,19 @@ def test_refuses_to_overwrite_an_input(tmp_path: Path) -> None:
 def test_output_folder_not_writable(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(OutputError, match=r"out\.mp4"):
+    with pytest.raises(OutputError, match=r"file/out\.mp4: cannot write the video .*file"):
         VideoWriter(blocker / "out.mp4", 25, 64, 48)
+    assert blocker.read_text() == "not a folder"
+    # Root writes into any folder whatever its mode (CI runs as root), but not into sysfs.
     if os.geteuid() != 0:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        with pytest.raises(OutputError, match="not writable"):
-            VideoWriter(locked / "out.mp4", 25, 64, 48)
+    else:
+        locked = Path("/sys")
+    assert locked.is_dir()
+    with pytest.raises(OutputError, match=r"out\.mp4: the output folder is not writable"):
+        VideoWriter(locked / "out.mp4", 25, 64, 48)
+    assert not (locked / "out.mp4").exists()
     with pytest.raises(OutputError, match=r"\.mp4"):
         VideoWriter(tmp_path / "out.gif", 25, 64, 48)
 

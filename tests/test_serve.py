@@ -22,6 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import cv2
@@ -36,6 +37,7 @@ from stylelipsync.cli import cli
 from stylelipsync.errors import StyleLipSyncError
 from stylelipsync.media import VideoReader, VideoWriter, cut_clip, load_audio, probe
 from stylelipsync.pipelines import GenerateOptions, GenerateResult
+from stylelipsync.serve import worker as worker_module
 from stylelipsync.serve.app import ApiError, create_app, parse_options
 from stylelipsync.serve.db import Job, JobStore
 from stylelipsync.serve.service import JobService, ServeSettings
@@ -419,17 +421,36 @@ def test_no_request_reaches_outside_the_data_folder(server: tuple[TestClient, Pa
 # ------------------------------------------------------------------------------- cancel, fail, crash
 
 
+def paused_while_running(client: Any, media: dict[str, Path], pid: int) -> str:
+    """A job the worker `pid` is rendering, with the worker stopped (SIGSTOP) so that the job cannot finish
+    before the caller acts on it; the caller must SIGCONT the worker. A job that ends before its worker could
+    be stopped (a fast machine) is replaced by a new one."""
+    for _ in range(5):
+        job_id = submit(client, media["photo"], media["speech_2s9"], batch_size=2).json()["id"]
+        wait_for(client, job_id, lambda j: (j["frames_done"] or 0) > 0 or finished(j))
+        os.kill(pid, signal.SIGSTOP)
+        if client.get(f"/v1/jobs/{job_id}").json()["status"] == "running":
+            return str(job_id)
+        os.kill(pid, signal.SIGCONT)
+    pytest.fail("every job finished before its worker could be stopped")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="stops the worker with SIGSTOP")
 def test_cancel_a_queued_job_and_a_running_one(
     server: tuple[TestClient, Path], media: dict[str, Path]
 ) -> None:
     client, data = server
-    running = submit(client, media["photo"], media["speech_2s9"], batch_size=2).json()["id"]
-    queued = submit(client, media["clip1"], media["speech"]).json()["id"]
-    cancelled = client.delete(f"/v1/jobs/{queued}")
-    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    assert cancelled.json()["error"] == "cancelled by request"
-    wait_for(client, running, lambda j: (j["frames_done"] or 0) > 0 or finished(j))
-    stop = client.delete(f"/v1/jobs/{running}")
+    pool = client.app.state.service.pool
+    [pid], restarts = pool.pids(), pool.restarts
+    running = paused_while_running(client, media, pid)
+    try:
+        queued = submit(client, media["clip1"], media["speech"]).json()["id"]
+        cancelled = client.delete(f"/v1/jobs/{queued}")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        assert cancelled.json()["error"] == "cancelled by request"
+        stop = client.delete(f"/v1/jobs/{running}")
+    finally:
+        os.kill(pid, signal.SIGCONT)
     assert stop.status_code == 200 and stop.json()["status"] == "cancelled", stop.json()
     store = client.app.state.service.store
     deadline = time.monotonic() + 60
@@ -437,6 +458,9 @@ def test_cancel_a_queued_job_and_a_running_one(
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert client.get(f"/v1/jobs/{running}").json()["status"] == "cancelled"
+    # The worker stopped the job itself at its next progress report (0.25 s), well within the 2 s grace
+    # period after which it would have been killed and replaced.
+    assert pool.pids() == [pid] and pool.restarts == restarts
     assert sorted(p.name for p in (data / "jobs" / running).iterdir()) == ["audio.wav", "video.jpg"]
     assert client.delete(f"/v1/jobs/{running}").json() == {"id": running, "deleted": True}
     assert running not in folders(data)
@@ -469,8 +493,7 @@ def test_a_crashed_worker_fails_its_job_and_is_replaced(
     client, _ = server
     pool = client.app.state.service.pool
     [pid] = pool.pids()
-    job_id = submit(client, media["photo"], media["speech_2s9"], batch_size=2).json()["id"]
-    wait_for(client, job_id, lambda j: j["status"] == "running")
+    job_id = paused_while_running(client, media, pid)
     os.kill(pid, signal.SIGKILL)
     job = wait_for(client, job_id, finished)
     assert job["status"] == "failed" and "stopped unexpectedly (killed by signal 9)" in job["error"]
@@ -521,7 +544,12 @@ class FakeWorker:
         return None
 
 
-def test_a_worker_that_does_not_stop_a_cancelled_job_is_killed_and_replaced(tmp_path: Path) -> None:
+def test_a_worker_that_does_not_stop_a_cancelled_job_is_killed_and_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's clock is the test's, so the grace period is measured exactly, however loaded the machine."""
+    now = [time.time()]
+    monkeypatch.setattr(worker_module, "time", SimpleNamespace(time=lambda: now[0], monotonic=time.monotonic))
     store = JobStore(tmp_path / "jobs.sqlite3")
     store.add(Job(id=str(uuid.uuid4()), status="queued", created=time.time(), video_file="v", audio_file="a"))
     spec = WorkerSpec(str(tmp_path), str(tmp_path / "jobs.sqlite3"), None, None, "cpu", 1, os.getpid())
@@ -534,9 +562,12 @@ def test_a_worker_that_does_not_stop_a_cancelled_job_is_killed_and_replaced(tmp_
     pool._enforce_cancel(0, worker)
     assert not worker.killed  # running normally: left alone
     store.cancel(job.id)
+    cancelled_at = store.get(job.id).finished  # type: ignore[union-attr]
+    assert cancelled_at is not None
+    now[0] = cancelled_at + 0.19
     pool._enforce_cancel(0, worker)
     assert not worker.killed  # within the grace period
-    time.sleep(0.3)
+    now[0] = cancelled_at + 0.21
     pool._enforce_cancel(0, worker)
     assert worker.killed and spawned == [0] and pool.restarts == 1
     after = store.get(job.id)
@@ -798,13 +829,24 @@ def test_restart_after_sigkill_loses_no_job(model_dir: Path, media: dict[str, Pa
 @pytest.mark.load
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="starts a server process")
 def test_load_20_concurrent_jobs(model_dir: Path, media: dict[str, Path], tmp_path: Path) -> None:
-    """20 jobs submitted at once to a real server (one worker) all end done with valid videos; status polls
-    stay fast while they run (p95 < 100 ms; the figure is printed, and kept in benchmarks/RESULTS.md)."""
+    """20 jobs submitted at once to a real server (one worker) all end done with valid videos, and every
+    status poll made while they run is answered without the server stalling: p95 within 10× the idle p95
+    measured first (at least 0.5 s, so other load on the machine cannot fail it; a server that blocked on
+    a job would take seconds). The absolute figure (p95 < 100 ms) is a benchmark, run by
+    `benchmarks/bench_serve_load.py` (it sets `STYLELIPSYNC_LOAD_P95_MS`), results in benchmarks/RESULTS.md.
+    """
     client_cpu = time.process_time()
     server = RealServer(tmp_path / "data", model_dir, tmp_path / "server.log")
     server.start()
     pairs = [(media[f"clip{i % 5}"], media[f"clip{(i * 3 + 1) % 5}"]) for i in range(20)]
     try:
+        with server.client() as http:
+            idle = []
+            for _ in range(40):
+                t0 = time.perf_counter()
+                assert http.get("/v1/jobs", params={"limit": 1}).status_code == 200
+                idle.append(time.perf_counter() - t0)
+                time.sleep(0.01)
 
         def post(pair: tuple[Path, Path]) -> str:
             with server.client() as http:
@@ -817,18 +859,25 @@ def test_load_20_concurrent_jobs(model_dir: Path, media: dict[str, Path], tmp_pa
             ids = list(pool.map(post, pairs))
         submitted = time.monotonic() - start
         latencies: list[float] = []
+        failures: list[str] = []
         states: dict[str, str] = {}
         done = threading.Event()
 
         def poll() -> None:
-            with server.client() as http:
-                while not done.is_set():
-                    job_id = random.choice(ids)
-                    t0 = time.perf_counter()
-                    response = http.get(f"/v1/jobs/{job_id}")
-                    latencies.append(time.perf_counter() - t0)
-                    assert response.status_code == 200
-                    time.sleep(0.02)
+            """Polls until told to stop; a failed poll is recorded for the test thread (an assertion here
+            would only be a warning)."""
+            try:
+                with server.client() as http:
+                    while not done.is_set():
+                        job_id = random.choice(ids)
+                        t0 = time.perf_counter()
+                        response = http.get(f"/v1/jobs/{job_id}")
+                        latencies.append(time.perf_counter() - t0)
+                        if response.status_code != 200:
+                            failures.append(f"{job_id}: {response.status_code} {response.text[:200]}")
+                        time.sleep(0.02)
+            except Exception as exc:  # handed to the test thread
+                failures.append(repr(exc))
 
         poller = threading.Thread(target=poll)
         poller.start()
@@ -841,6 +890,8 @@ def test_load_20_concurrent_jobs(model_dir: Path, media: dict[str, Path], tmp_pa
                 time.sleep(0.5)
             done.set()
             poller.join()
+            assert not failures, failures[:5]
+            assert len(latencies) > 20, "the poller stopped early"
             elapsed = time.monotonic() - start
             server_cpu = server.cpu_seconds()
             client_cpu = time.process_time() - client_cpu
@@ -864,6 +915,10 @@ def test_load_20_concurrent_jobs(model_dir: Path, media: dict[str, Path], tmp_pa
         "p50_ms": round(float(p50), 1),
         "p95_ms": round(float(p95), 1),
         "max_ms": round(float(worst), 1),
+        "idle_p95_ms": round(float(np.percentile(np.array(idle) * 1000, 95)), 1),
     }
     print(f"\nserve load test: {json.dumps(report)}")
-    assert p95 < 100, report
+    assert p95 < max(500.0, 10 * report["idle_p95_ms"]), report
+    benchmark_limit = os.environ.get("STYLELIPSYNC_LOAD_P95_MS")
+    if benchmark_limit:
+        assert p95 < float(benchmark_limit), report

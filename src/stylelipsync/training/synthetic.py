@@ -14,7 +14,13 @@ import numpy as np
 
 from stylelipsync.audio.mel import log_mel_spectrogram
 from stylelipsync.audio.normalization import mel_stats
-from stylelipsync.face.landmarks import LIPS_OUTER, NUM_LANDMARKS
+from stylelipsync.face.landmarks import (
+    LEFT_EYE_OUTER,
+    LIPS_INNER,
+    LIPS_OUTER,
+    NUM_LANDMARKS,
+    RIGHT_EYE_OUTER,
+)
 from stylelipsync.training.preprocess import FPS, SAMPLES_PER_FRAME, write_manifest
 
 
@@ -71,6 +77,16 @@ def write_synthetic_clip(
         angles = np.linspace(0, 2 * np.pi, len(LIPS_OUTER), endpoint=False)
         lips = np.stack([cx + 8 * s * np.cos(angles), cy + 12 * s + mouth_h * s * np.sin(angles)], axis=1)
         landmarks[t, list(LIPS_OUTER), :2] = lips
+        # Inner lips and outer eye corners too: the mouth opening (inner-lip gap over eye distance) is the
+        # audio pre-training's target and the evaluation's; without them it is 0 in every frame.
+        inner = np.stack(
+            [cx + 6 * s * np.cos(angles), cy + 12 * s + (mouth_h - 1) * s * np.sin(angles)], axis=1
+        )
+        landmarks[t, list(LIPS_INNER), :2] = inner
+        landmarks[t, [RIGHT_EYE_OUTER, LEFT_EYE_OUTER], :2] = [
+            [cx - 11 * s, cy - 8 * s],
+            [cx + 11 * s, cy - 8 * s],
+        ]
     mean, std = mel_stats(mel)
     meta = {
         "fps": FPS,
