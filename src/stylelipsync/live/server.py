@@ -53,6 +53,7 @@ IDLE_MARGIN = 0.05
 CHUNK_QUEUE = 50
 """Audio messages buffered before the server stops reading the socket (about 1 s of 20 ms chunks)."""
 SEND_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 2.0
 MAX_LATENCY = 0.5
 JPEG_QUALITY = 80
 STATIC = ("live.html", "live.js")
@@ -176,6 +177,11 @@ class LiveServer:
                 await self._session(socket)
             finally:
                 self._slot.release()
+            # The session is over and the next client may start. A client that stopped reading cannot
+            # take the close frame either: give up on it after a moment (uvicorn's keep-alive pings then
+            # drop the connection).
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect, TimeoutError):
+                await asyncio.wait_for(socket.close(), CLOSE_TIMEOUT)
 
         return app
 
@@ -218,8 +224,6 @@ class LiveServer:
         await done.wait()
         receiver.cancel()
         await asyncio.to_thread(emitter.join)
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await socket.close()
 
     async def _receive(self, socket: WebSocket, chunks: _Chunks) -> None:
         """Client messages → audio chunks (waits while the chunk queue is full: backpressure)."""
