@@ -42,7 +42,18 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+EXTRAS_HELP = """
+\b
+Extras: the base install (pip install -e .) runs generate, serve, batch, evaluate and preprocess.
+  pip install -e ".[train]"   also: adapt, train-audio, train-syncnet, train-stylegan, train,
+                              export-checkpoint
+  pip install -e ".[ray]"     batch --ray, serve --ray
+"""
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}, epilog=EXTRAS_HELP
+)
 @click.version_option(__version__, prog_name="stylelipsync")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def cli(debug: bool) -> None:
@@ -215,6 +226,9 @@ def resolve_engine(engine: str | None, checkpoint: Path | None, w_avg: Path | No
 @user_errors
 def generate(**opts: Any) -> None:
     """Dub VIDEO (or a photo) with AUDIO and write OUTPUT (see docs/generate.md)."""
+    from stylelipsync.startup_trace import mark
+
+    mark("command parsed")
     jobs: Path | None = opts.pop("jobs")
     paths = (opts.pop("video"), opts.pop("audio"), opts.pop("output"))
     opts["engine"] = resolve_engine(opts["engine"], opts["checkpoint"], opts["w_avg"])
@@ -224,6 +238,7 @@ def generate(**opts: Any) -> None:
         _precheck(*paths, opts)
     from stylelipsync.pipelines import GenerateOptions, LipSyncPipeline
 
+    mark("pipeline imported")
     checkpoint, w_avg, device = opts.pop("checkpoint"), opts.pop("w_avg"), opts.pop("device")
     precision, compile_model, threads = opts.pop("precision"), opts.pop("compile_model"), opts.pop("threads")
     engine = opts["engine"]
