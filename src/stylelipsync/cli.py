@@ -72,18 +72,6 @@ def _parse_bbox(_ctx: click.Context, _param: click.Parameter, value: str | None)
     return box
 
 
-def _prefer_passive_openmp() -> None:
-    """Make idle OpenMP threads sleep instead of spin, for `generate` and `batch` (before torch is imported).
-
-    On a CPU shared with other jobs, spinning threads starve each other: a small model ran at 1.0 s/frame with
-    two spinning threads and 0.04 s/frame with passive ones on 2 busy cores. An explicit OMP_WAIT_POLICY wins.
-    """
-    if "torch" not in sys.modules and {"generate", "batch"} & set(sys.argv[1:]):
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-_prefer_passive_openmp()
-
 GENERATE_EXAMPLES = """
 \b
 Examples:
