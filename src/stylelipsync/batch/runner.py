@@ -41,10 +41,11 @@ JOBS_PER_WORKER = 2
 PROGRESS_SECONDS = 0.25
 """How often a worker reports the frames done of its job (and the last chunk always)."""
 WORKER_ENV = {"RAY_worker_niceness": "0"}
-"""Environment of the worker processes. Ray starts workers at niceness 15 (`worker_niceness`) so that its own
-daemons win the CPU; a dubbing worker is the job itself, and at 15 it lost the CPU to anything else running
-(Ray's daemons, the driver, other users): 6.7 % slower per job than `generate` on the same 2 cores. At 0 it
-competes like the local run does. The core worker reads this variable as it starts, before any user code."""
+"""Environment of the worker processes. Ray makes its workers 15 nice levels nicer than its own processes
+(`worker_niceness`) so that its daemons win the CPU; a dubbing worker is the job itself, and there it lost
+the CPU to anything else running (Ray's daemons, the driver, other users): 6.7 % slower per job than
+`generate` on the same 2 cores. With 0 it keeps the priority Ray was started with and competes like the local
+run does. The core worker reads this variable as it starts, before any user code."""
 
 
 # ----------------------------------------------------------------------------------------------- one job
@@ -313,7 +314,7 @@ class DubbingWorker:
         return self.pid, self.error
 
     def niceness(self) -> int:
-        """The worker process's niceness (0 unless the cluster forces another; see `WORKER_ENV`)."""
+        """The worker process's niceness: that of the node's Ray processes (see `WORKER_ENV`)."""
         return os.nice(0)
 
     def run(self, job: Job) -> Outcome:
