@@ -13,7 +13,7 @@
 # (configs/demo_model_finetune3.yaml), 800 steps -> 8 pixel losses on the pasted region only plus a patch
 # discriminator there (configs/demo_model_finetune4.yaml), 1200 steps -> 9 the same with the pixel losses back on
 # the whole crop (configs/demo_model_finetune5.yaml; the shipped model is its step 300) -> fp16 export into the
-# package. Every stage resumes where it stopped: re-run the script to continue after an interruption.
+# package, with the stage-3 SyncNet expert (src/stylelipsync/assets/syncnet/, `adapt`'s default --syncnet). Every stage resumes where it stopped: re-run the script to continue after an interruption.
 # Environment: STEPS (stage-9 steps, default 100000: stop it whenever; the export takes CHECKPOINT or the latest),
 # AUDIO_STEPS (default 1000; the shipped encoder is its step-625 checkpoint, the best held-out correlation),
 # SYNCNET_STEPS (default 3000), WORKERS (preprocess workers, default 2), CHECKPOINT (stage-9 checkpoint folder
@@ -35,6 +35,7 @@ STAGE7="$WORK/demo_model_ft3"
 STAGE8="$WORK/demo_model_ft4"
 RUN="$WORK/demo_model_ft5"
 OUT="$REPO/src/stylelipsync/assets/default_model"
+SYNC_OUT="$REPO/src/stylelipsync/assets/syncnet"
 mkdir -p "$WORK"
 
 resume_flag() { [ -d "$1/checkpoints" ] && ls "$1/checkpoints" | grep -q checkpoint- && echo --resume || true; }
@@ -122,4 +123,22 @@ shutil.copy(src / "training.json", dst / "training.json")
 size = (dst / "model.safetensors").stat().st_size
 print(f"shipped {dst} ({size / 1e6:.1f} MB)")
 assert size <= 30e6, "the shipped weights must stay under 30 MB"
+PYEOF
+
+# 11. the stage-3 SyncNet expert in fp16 beside it (2.9 MB): `stylelipsync adapt` uses it without --syncnet
+"$PY" - "$SYNC/export" "$SYNC_OUT" <<'PYEOF'
+import shutil
+import sys
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+dst.mkdir(parents=True, exist_ok=True)
+state = load_file(str(src / "model.safetensors"))
+half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+save_file(half, str(dst / "model.safetensors"), metadata={"format": "pt", "model": "SyncNetExpert", "dtype": "fp16"})
+shutil.copy(src / "config.json", dst / "config.json")
+(dst / "model.safetensors").chmod(0o644)
+print(f"shipped {dst} ({(dst / 'model.safetensors').stat().st_size / 1e6:.1f} MB)")
 PYEOF

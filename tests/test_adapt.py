@@ -30,6 +30,7 @@ from stylelipsync.pipelines.adaptation import (
     AdaptationPipeline,
     AdaptationTask,
     AdaptOptions,
+    default_syncnet,
     heldout_reconstruction,
     prepare_target,
 )
@@ -186,7 +187,7 @@ def test_person_model_loads_in_generate(setup: Setup, tmp_path: Path) -> None:
 
 def test_clear_errors(setup: Setup) -> None:
     with pytest.raises(CheckpointError, match="--syncnet"):
-        AdaptationPipeline(setup.base, None)
+        AdaptationPipeline(setup.base, setup.root / "no_such_expert")
     pipe = AdaptationPipeline(setup.base, setup.syncnet, options=setup.options())
     with pytest.raises(StyleLipSyncError, match="--audio-pool"):
         pipe(setup.video, setup.root / "no_pool", data_dir=setup.data_dir, progress=False)
@@ -197,5 +198,32 @@ def test_clear_errors(setup: Setup) -> None:
     (finished / "model.safetensors").write_bytes((setup.person / "model.safetensors").read_bytes())
     with pytest.raises(OutputError, match="--overwrite"):
         pipe(setup.video, finished, audio_pool=setup.pool, progress=False)
-    result = CliRunner().invoke(cli, ["adapt", "-v", str(setup.video), "-c", str(setup.base), "-o", "x"])
+    args = ["adapt", "-v", str(setup.video), "-c", str(setup.base), "-o", "x"]
+    result = CliRunner().invoke(cli, [*args, "--syncnet", str(setup.root / "no_such_expert")])
     assert result.exit_code == 4 and "--syncnet" in result.output
+    result = CliRunner().invoke(cli, [*args, "--syncnet", str(setup.syncnet), "--lambda-reg", "0.1"])
+    assert result.exit_code != 0 and "--audio-pool" in result.output
+
+
+def test_out_of_the_box_with_the_shipped_model_and_expert(
+    media_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`adapt --video V --output O` alone (the README's promise): the shipped demo model, the shipped SyncNet
+    expert, R_sync off with a warning; `generate --checkpoint O` then loads and runs the result."""
+    assert (default_syncnet() / "model.safetensors").is_file(), "the SyncNet expert is not shipped"
+    person = tmp_path / "person"
+    quick = ["--steps", "1", "--batch-size", "1", "--max-frames", "20", "--holdout", "0", "--workers", "0"]
+    quick += ["--threads", "1", "--preview-every", "0"]
+    video = str(media_dir / TARGET)
+    result = CliRunner().invoke(cli, ["adapt", "--video", video, "--output", str(person), *quick])
+    assert result.exit_code == 0, result.output
+    assert "without R_sync" in result.output
+    info = json.loads((person / "adapt.json").read_text())
+    assert info["syncnet"] == str(default_syncnet().resolve())
+    assert info["loss"]["lambda_sync"] > 0 and info["loss"]["lambda_reg_sync"] == 0.0
+    speech = _wav(tmp_path / "speech.wav", media_dir / VALIDATE_SPEECH, 0.4)
+    dubbed = tmp_path / "dubbed.mp4"
+    args = ["generate", "-c", str(person), "-v", video, "-a", str(speech), "-o", str(dubbed)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "stylelipsync engine" in result.output and len(list(VideoReader(dubbed))) == 10

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from stylelipsync.audio import log_mel_spectrogram, mel_filterbank, num_mel_frames, num_video_frames
+from stylelipsync.audio.mel import log_mel_spectrogram_numpy, mel_filterbank_numpy
 from stylelipsync.media import load_audio
 
 
@@ -107,3 +108,25 @@ def test_rejects_empty_and_bad_shapes() -> None:
         log_mel_spectrogram(np.zeros(0, np.float32))
     with pytest.raises(ValueError, match="1-D or 2-D"):
         log_mel_spectrogram(np.zeros((2, 2, 100), np.float32))
+
+
+@pytest.mark.parametrize("n", [100, 257, 16_000])
+def test_numpy_front_end_equals_the_torch_one(roy_blunt: np.ndarray, n: int) -> None:
+    """The bank engine's PyTorch-free log-mel gives the networks' rows (here bit for bit), also for stereo,
+    other rates and clips shorter than one FFT."""
+    wave = roy_blunt[:n]
+    np.testing.assert_allclose(log_mel_spectrogram_numpy(wave), log_mel_spectrogram(wave).numpy(), atol=1e-6)
+    stereo = np.stack([wave, 0.5 * wave[::-1]])
+    np.testing.assert_allclose(
+        log_mel_spectrogram_numpy(stereo, 22050), log_mel_spectrogram(stereo, 22050).numpy(), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="no samples"):
+        log_mel_spectrogram_numpy(np.zeros(0, np.float32))
+
+
+def test_numpy_filterbank_is_librosas_bit_for_bit() -> None:
+    fb = librosa.filters.mel(
+        sr=16000, n_fft=512, n_mels=80, fmin=55.0, fmax=7600.0, htk=True, norm=None, dtype=np.float64
+    )
+    assert np.array_equal(mel_filterbank_numpy(), fb)
+    assert np.array_equal(mel_filterbank().numpy(), mel_filterbank_numpy())

@@ -25,7 +25,7 @@ from stylelipsync.face.crop import warp_to_crop
 from stylelipsync.media import VideoReader, VideoWriter, load_audio, probe
 from stylelipsync.models import StyleLipSync
 from stylelipsync.pipelines import FrameOutput, GenerateResult, LipSyncPipeline
-from stylelipsync.pipelines import render as render_module
+from stylelipsync.pipelines import plan as plan_module
 from stylelipsync.pipelines.audio_drive import AudioDrive
 from stylelipsync.pipelines.sources import needs_store
 from stylelipsync.pipelines.timeline import source_indices
@@ -121,7 +121,7 @@ def recording_writers(record: dict[str, list[np.ndarray]]) -> Iterator[None]:
             super().write(image)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(render_module, "VideoWriter", Recorder)
+        mp.setattr(plan_module, "VideoWriter", Recorder)
         yield
 
 

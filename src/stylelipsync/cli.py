@@ -42,7 +42,18 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+EXTRAS_HELP = """
+\b
+Extras: the base install (pip install -e .) runs generate, serve, batch, evaluate and preprocess.
+  pip install -e ".[train]"   also: adapt, train-audio, train-syncnet, train-stylegan, train,
+                              export-checkpoint
+  pip install -e ".[ray]"     batch --ray, serve --ray
+"""
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}, epilog=EXTRAS_HELP
+)
 @click.version_option(__version__, prog_name="stylelipsync")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 def cli(debug: bool) -> None:
@@ -60,18 +71,6 @@ def _parse_bbox(_ctx: click.Context, _param: click.Parameter, value: str | None)
         raise click.BadParameter("expected X0,Y0,X1,Y1 in pixels of the first frame, e.g. 100,80,420,460")
     return box
 
-
-def _prefer_passive_openmp() -> None:
-    """Make idle OpenMP threads sleep instead of spin, for `generate` and `batch` (before torch is imported).
-
-    On a CPU shared with other jobs, spinning threads starve each other: a small model ran at 1.0 s/frame with
-    two spinning threads and 0.04 s/frame with passive ones on 2 busy cores. An explicit OMP_WAIT_POLICY wins.
-    """
-    if "torch" not in sys.modules and {"generate", "batch"} & set(sys.argv[1:]):
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-_prefer_passive_openmp()
 
 GENERATE_EXAMPLES = """
 \b
@@ -215,6 +214,9 @@ def resolve_engine(engine: str | None, checkpoint: Path | None, w_avg: Path | No
 @user_errors
 def generate(**opts: Any) -> None:
     """Dub VIDEO (or a photo) with AUDIO and write OUTPUT (see docs/generate.md)."""
+    from stylelipsync.startup_trace import mark
+
+    mark("command parsed")
     jobs: Path | None = opts.pop("jobs")
     paths = (opts.pop("video"), opts.pop("audio"), opts.pop("output"))
     opts["engine"] = resolve_engine(opts["engine"], opts["checkpoint"], opts["w_avg"])
@@ -224,6 +226,7 @@ def generate(**opts: Any) -> None:
         _precheck(*paths, opts)
     from stylelipsync.pipelines import GenerateOptions, LipSyncPipeline
 
+    mark("pipeline imported")
     checkpoint, w_avg, device = opts.pop("checkpoint"), opts.pop("w_avg"), opts.pop("device")
     precision, compile_model, threads = opts.pop("precision"), opts.pop("compile_model"), opts.pop("threads")
     engine = opts["engine"]

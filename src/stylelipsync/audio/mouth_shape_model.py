@@ -37,9 +37,7 @@ from math import gcd
 from pathlib import Path
 from typing import Literal
 
-import librosa
 import numpy as np
-import scipy.signal
 from numpy.typing import NDArray
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
@@ -51,7 +49,8 @@ from stylelipsync.audio.mel import (
     N_FFT,
     N_MELS,
     SAMPLE_RATE,
-    log_mel_spectrogram,
+    htk_mel_frequencies,
+    log_mel_spectrogram_numpy,
 )
 from stylelipsync.errors import CheckpointError, StyleLipSyncError
 
@@ -203,6 +202,8 @@ def recognise_phones(wave: np.ndarray, sample_rate: int) -> list[tuple[str, int,
 
 def resample(x: np.ndarray, sample_rate: int) -> np.ndarray:
     """Polyphase resampling to 16 kHz."""
+    import scipy.signal
+
     g = gcd(int(sample_rate), SAMPLE_RATE)
     return np.asarray(scipy.signal.resample_poly(x, SAMPLE_RATE // g, int(sample_rate) // g))
 
@@ -233,7 +234,7 @@ BROAD_BANDS_HZ = (0.0, 300.0, 600.0, 1000.0, 2000.0, 4000.0, 8000.0)
 
 @lru_cache(maxsize=1)
 def _band_hz() -> F64:
-    return np.asarray(librosa.mel_frequencies(n_mels=N_MELS + 2, fmin=F_MIN, fmax=F_MAX, htk=True)[1:-1])
+    return htk_mel_frequencies(N_MELS + 2, F_MIN, F_MAX)[1:-1]
 
 
 def spectral_shape(mel: F64) -> F64:
@@ -348,7 +349,7 @@ class MouthShapeModel:
         segments: list[tuple[str, int, int]] | None = None,
     ) -> F64:
         """(num_frames, F) features of the video frames at t / fps (`segments`: phones, if already known)."""
-        mel = log_mel_spectrogram(wave, sample_rate).numpy().astype(np.float64)
+        mel = log_mel_spectrogram_numpy(wave, sample_rate).astype(np.float64)
         return assemble_features(
             mel, self.spec, num_frames, fps, (self.prior_mean, self.prior_std), segments, wave, sample_rate
         )

@@ -12,8 +12,6 @@ normalised by the running statistics of the frames so far (the causal model's `n
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 from numpy.typing import NDArray
 
@@ -24,9 +22,9 @@ from stylelipsync.audio.mel import (
     N_FFT,
     N_MELS,
     SAMPLE_RATE,
-    WIN_LENGTH,
-    log_mel_spectrogram,
-    mel_filterbank,
+    log_mel_spectrogram_numpy,
+    mel_filterbank_numpy,
+    stft_window,
 )
 from stylelipsync.audio.mouth_shape_model import (
     N_SPECTRAL,
@@ -42,19 +40,10 @@ REFLECTED_FRAMES = 2
 """Mel frames whose window reaches before sample 0 (centres 0 and 160): computed with reflect padding."""
 
 
-@lru_cache(maxsize=1)
-def _stft_constants() -> tuple[F64, F64]:
-    """The STFT window (periodic Hann of 400 centred in 512, as `torch.stft` pads it) and the mel filters."""
-    window = np.zeros(N_FFT)
-    left = (N_FFT - WIN_LENGTH) // 2
-    window[left : left + WIN_LENGTH] = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(WIN_LENGTH) / WIN_LENGTH)
-    return window, mel_filterbank().numpy()
-
-
 def uncentred_log_mel(x: NDArray[np.float32]) -> F64:
     """(K, 80) log10 mel of the frames centred on samples 256 + 160·k of `x` (no padding); numpy, because a
     few frames at a time are all a stream computes and torch's per-call overhead would dominate."""
-    window, filters = _stft_constants()
+    window, filters = stft_window(), mel_filterbank_numpy()
     count = (len(x) - N_FFT) // HOP_LENGTH + 1
     if count <= 0:
         return np.zeros((0, N_MELS))
@@ -75,8 +64,8 @@ class MouthShapeStream:
                 "features): MouthShapeModel.default(causal=True)"
             )
         self.model, self.fps, self.spec = model, float(fps), spec
-        # Load the filters now (librosa's first call takes a second): the first chunk must not wait for it.
-        _stft_constants()
+        # Build the filters now (their first call takes a moment): the first chunk must not wait for them.
+        mel_filterbank_numpy()
         frame_features(np.zeros((1, N_MELS)))
         used = [np.arange(N_MELS)]
         if spec.spectral:
@@ -138,8 +127,8 @@ class MouthShapeStream:
         """Compute, normalise and keep every mel frame whose window has fully arrived."""
         ready = (self._received - HALF) // HOP_LENGTH + 1 if self._received >= HALF else 0
         if self._mel_done < REFLECTED_FRAMES and self._received > HALF + HOP_LENGTH:
-            first = log_mel_spectrogram(self._audio[: self._received - self._audio_start], SAMPLE_RATE)
-            mel = first[self._mel_done : REFLECTED_FRAMES].numpy().astype(np.float64)
+            first = log_mel_spectrogram_numpy(self._audio[: self._received - self._audio_start], SAMPLE_RATE)
+            mel = np.asarray(first[self._mel_done : REFLECTED_FRAMES], dtype=np.float64)
             self._add_rows(mel)
         if ready > self._mel_done >= REFLECTED_FRAMES:
             lo = self._mel_done * HOP_LENGTH - HALF - self._audio_start

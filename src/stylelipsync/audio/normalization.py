@@ -7,8 +7,12 @@ so a small audio encoder sees speaker- and channel-independent features. Weights
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 MEL_STD_FLOOR = 1e-3
 """Smallest per-band std: silent or constant bands are not blown up."""

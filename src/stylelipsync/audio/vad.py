@@ -1,12 +1,17 @@
-"""Energy-based voice activity per video frame, and the loudness envelope it is built on."""
+"""Energy-based voice activity per video frame, the loudness envelope it is built on, and the silence gate
+(`speech_gate`) both engines close the mouth with."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from stylelipsync.audio.mel import SAMPLE_RATE
+
 ENERGY_FLOOR_DB = -100.0
 # Below this loudness (dBFS, 95th percentile over frames) a clip counts as silent throughout.
 ABSOLUTE_FLOOR_DB = -60.0
+GATE_RAMP_FRAMES = 3
+"""Frames over which the silence gate (`speech_gate`) fades on each side of a change."""
 
 
 def _mono(wave: np.ndarray) -> np.ndarray:
@@ -91,6 +96,21 @@ def voice_activity(
         if value and end - start < burst:
             voiced[start:end] = False
     return voiced
+
+
+def speech_gate(
+    wave: np.ndarray, num_frames: int, audio_frames: int, fps: float, keep_silence: bool
+) -> np.ndarray:
+    """(num_frames,) float64 weight of the audio styles: 1 on speech, ramping to 0 on silence and past the
+    audio's end (frame `audio_frames` on)."""
+    inside = np.arange(num_frames) < audio_frames
+    if keep_silence:
+        voiced = inside
+    else:
+        voiced = np.asarray(voice_activity(wave, SAMPLE_RATE, num_frames, fps), dtype=bool) & inside
+    width = 2 * GATE_RAMP_FRAMES + 1
+    padded = np.pad(voiced.astype(np.float64), GATE_RAMP_FRAMES, mode="edge")
+    return np.convolve(padded, np.ones(width) / width, mode="valid")
 
 
 class StreamingVoiceActivity:

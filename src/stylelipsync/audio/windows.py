@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from stylelipsync.audio.mel import MEL_FRAMES_PER_SECOND
+
+if TYPE_CHECKING:
+    import torch
 
 WINDOW = 20
 OFFSET = 8
@@ -19,6 +21,8 @@ def num_video_frames(n_mel: int, fps: float = 25.0) -> int:
 
 def window_starts(num_frames: int, fps: float = 25.0) -> torch.Tensor:
     """First mel row of each frame's window: round(t · 100 / fps) − 8, i.e. exactly 4t − 8 at 25 fps."""
+    import torch
+
     t = torch.arange(num_frames, dtype=torch.float64)
     return torch.floor(t * (MEL_FRAMES_PER_SECOND / fps) + 0.5).to(torch.long) - OFFSET
 
@@ -29,6 +33,8 @@ def mel_windows(mel: torch.Tensor, num_frames: int, fps: float = 25.0) -> torch.
     Zero rows (log10 power 1) rather than silence (≈ −5) are what the official checkpoint was trained with.
     Vectorised: one zero-padded copy of `mel`, `unfold` into all 20-row windows, then index the starts.
     """
+    import torch
+
     if mel.ndim != 2:
         raise ValueError(f"mel must be (N_mel, n_mels), got shape {tuple(mel.shape)}")
     if num_frames <= 0:

@@ -10,13 +10,15 @@ draws the lower face.
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from stylelipsync.engines.base import Engine, EngineInputs, EngineReport, FrameCollector
 
 ENGINES = ("bank", "stylelipsync")
 DEFAULT_ENGINE = "bank"
+
+if TYPE_CHECKING:
+    import torch
 
 
 def check_engine(name: str) -> str:
@@ -41,6 +43,8 @@ def create_engine(
         from stylelipsync.engines.bank import MouthBankEngine
 
         return MouthBankEngine()
+    import torch
+
     from stylelipsync.engines.stylelipsync import StyleLipSyncEngine
     from stylelipsync.pipelines.lipsync import load_model
 

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 if TYPE_CHECKING:
     from stylelipsync.pipelines.options import GenerateOptions
-    from stylelipsync.pipelines.render import Callback, Progress, RenderPlan, StageTimer
+    from stylelipsync.pipelines.plan import Callback, Progress, RenderPlan, StageTimer
     from stylelipsync.pipelines.sources import SourceFrames
 
 

@@ -8,7 +8,11 @@ work: FaceMesh sees the face at ~200 px whatever the frame size, and MediaPipe n
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -28,6 +32,58 @@ _DETECT_SIDE = 384
 _MESH_SIDE = 320
 _MESH_CROP_FROM_DETECTION = 2.0
 _MESH_CROP_FROM_LANDMARKS = 1.7
+_LAZY_MEDIAPIPE_MODULES = (
+    "mediapipe.python.solutions.drawing_utils",
+    "mediapipe.python.solutions.drawing_styles",
+    "mediapipe.tasks",
+    "mediapipe.tasks.python",
+)
+"""Parts of MediaPipe that its package __init__ imports but this project never uses (parents first)."""
+
+
+def import_mediapipe() -> Any:
+    """`import mediapipe`, with the modules it imports that the face detector never uses loaded lazily.
+
+    MediaPipe's __init__ imports its drawing helpers (and with them matplotlib.pyplot) and its Tasks API: more
+    than half its import time (1.6 of 2.4 s on 2 busy cores), paid before the first frame is tracked. They
+    enter sys.modules unexecuted (`_insert_lazy`): whoever uses one (`mp.solutions.drawing_utils`, `mp.tasks`)
+    gets the real module, executed on its first attribute access.
+    """
+    if "mediapipe" not in sys.modules:
+        spec = importlib.util.find_spec("mediapipe")
+        if spec is not None and spec.submodule_search_locations:
+            root = Path(next(iter(spec.submodule_search_locations)))
+            for name in _LAZY_MEDIAPIPE_MODULES:
+                _insert_lazy(name, root)
+    import mediapipe
+
+    for name in _LAZY_MEDIAPIPE_MODULES:
+        parent, _, child = name.rpartition(".")
+        module, parent_module = sys.modules.get(name), sys.modules.get(parent)
+        if module is not None and parent_module is not None and child not in vars(parent_module):
+            setattr(parent_module, child, module)
+    return mediapipe
+
+
+def _insert_lazy(name: str, root: Path) -> None:
+    """Put module `name` (a file or package under the mediapipe folder `root`) into sys.modules unexecuted,
+    without importing its parent packages; a module `__getattr__` (PEP 562) executes it on the first access
+    to an attribute it does not have yet. (`importlib.util.LazyLoader` would not do: the import statement
+    itself reads the module's `__spec__`, which makes such a module execute at once.)"""
+    folder = root.joinpath(*name.split(".")[1:-1])
+    spec = importlib.machinery.PathFinder.find_spec(name, [str(folder)])
+    if spec is None or spec.loader is None:
+        return
+    loader = spec.loader
+    module = importlib.util.module_from_spec(spec)
+
+    def load(attr: str) -> Any:
+        del module.__dict__["__getattr__"]
+        loader.exec_module(module)
+        return getattr(module, attr)
+
+    module.__dict__["__getattr__"] = load
+    sys.modules[name] = module
 
 
 @dataclass(frozen=True)
@@ -114,8 +170,7 @@ class FaceDetector:
     """
 
     def __init__(self, min_score: float = 0.5, max_faces: int = 8) -> None:
-        import mediapipe as mp
-
+        mp = import_mediapipe()
         self.min_score = min_score
         self.max_faces = max_faces
         solutions: Any = mp.solutions

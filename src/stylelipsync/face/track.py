@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from stylelipsync.face.detect import Box, Face, FaceDetector, box_iou, landmark_box
 from stylelipsync.face.landmarks import NUM_LANDMARKS
+from stylelipsync.startup_trace import mark
 
 BoxLike = tuple[float, float, float, float] | Box
 
@@ -263,6 +264,7 @@ def track_face(
         raise ValueError("give face_index or bbox, not both")
     own = detector is None
     det = FaceDetector() if detector is None else detector
+    mark("face detector ready", once=True)
     selector = _Selector(face_index, bbox)
     max_gap = max(0, round(max_gap_s * fps))
     raw: list[NDArray[np.float32] | None] = []
@@ -291,6 +293,7 @@ def track_face(
             if landmarks is not None:
                 last_box, last_seen = landmark_box(landmarks), t
             raw.append(landmarks)
+            mark("first frame tracked", once=True)
             if on_frame is not None:
                 on_frame(t, frame, landmarks)
             if progress is not None:

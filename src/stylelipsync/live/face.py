@@ -28,7 +28,7 @@ from stylelipsync.face.mouth_shape import mouth_shapes
 from stylelipsync.face.track import FaceTrack, track_face
 from stylelipsync.media import VideoReader, probe, read_image
 from stylelipsync.media.frame_store import FrameStore
-from stylelipsync.pipelines.render import StageTimer
+from stylelipsync.pipelines.plan import StageTimer
 from stylelipsync.pipelines.sources import open_store
 from stylelipsync.pipelines.timeline import source_indices
 

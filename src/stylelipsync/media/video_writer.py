@@ -18,6 +18,7 @@ import numpy as np
 
 from stylelipsync.errors import OutputError
 from stylelipsync.media.rate import to_rate
+from stylelipsync.startup_trace import FIRST_FRAME, mark
 
 AAC_FRAME_SIZE = 1024
 _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
@@ -176,6 +177,8 @@ class VideoWriter:
         try:
             for packet in self._video.encode(frame):
                 self._container.mux(packet)
+            if self.frames_written == 0:
+                mark(FIRST_FRAME)
             self.frames_written += 1
             self._write_audio(self._audio_target(), final=False)
         except (OSError, av.error.FFmpegError) as exc:

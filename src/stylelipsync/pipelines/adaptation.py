@@ -51,7 +51,7 @@ from stylelipsync.media.container import check_file
 from stylelipsync.models import StyleLipSync, StyleLipSyncConfig
 from stylelipsync.models.stylelipsync import CONFIG_FILE, WEIGHTS_FILE
 from stylelipsync.pipelines.lipsync import LipSyncPipeline, default_checkpoint, load_model
-from stylelipsync.pipelines.render import CROP_SIZE
+from stylelipsync.pipelines.plan import CROP_SIZE
 from stylelipsync.training.config import merge
 from stylelipsync.training.dataset import ClipArrays, ClipInfo, LipSyncWindowDataset, read_manifest
 from stylelipsync.training.preprocess import (
@@ -83,15 +83,21 @@ MIN_HELDOUT_FRAMES = 5
 MIN_POOL_FRAMES = 10
 SYNCNET_HELP = (
     "adaptation needs the SyncNet expert for L_sync and R_sync: pass --syncnet DIR (a `stylelipsync "
-    "train-syncnet` export, RUN/export, with config.json + model.safetensors). To tune on the perceptual "
-    "loss alone (not recommended: the mouth overfits to the target clip), pass --lambda-sync 0 "
-    "--lambda-reg 0."
+    "train-syncnet` export, RUN/export, with config.json + model.safetensors), or reinstall the package to "
+    "get the shipped expert back (stylelipsync/assets/syncnet). To tune on the perceptual loss alone (not "
+    "recommended: the mouth overfits to the target clip), pass --lambda-sync 0 --lambda-reg 0."
 )
 POOL_HELP = (
     "R_sync needs other speakers' audio: pass --audio-pool DIR (a folder of audio or video files of other "
     "people talking) or --reg-data DATASET (a `stylelipsync preprocess` dataset), or --lambda-reg 0 to adapt "
     "without the regulariser."
 )
+
+
+def default_syncnet() -> Path:
+    """Directory of the SyncNet expert shipped inside the package: the one the shipped demo model was trained
+    with (`configs/demo_syncnet.yaml`, stage 3 of `scripts/train_demo_model.sh`)."""
+    return Path(__file__).resolve().parents[1] / "assets" / "syncnet"
 
 
 @dataclass
@@ -519,7 +525,7 @@ class AdaptationPipeline:
     """Adapt a base model to one person. Create once, call with a target video and an output folder.
 
     ``base``: a model directory, an official ``.pth`` (with ``w_avg``) or None for the shipped model.
-    ``syncnet``: the SyncNet expert directory (required unless both sync weights are 0).
+    ``syncnet``: the SyncNet expert directory; None = the one shipped with the demo model (`default_syncnet`).
     ``lpips_weights``: LPIPS-VGG16 state dict; without it a substitute perceptual loss is used (warned).
     """
 
@@ -533,12 +539,18 @@ class AdaptationPipeline:
     ) -> None:
         self.base = Path(base) if base is not None else default_checkpoint()
         self.w_avg = Path(w_avg) if w_avg is not None else None
-        self.syncnet = Path(syncnet) if syncnet is not None else None
         self.lpips_weights = Path(lpips_weights) if lpips_weights is not None else None
         self.options = options or AdaptOptions()
         opts = self.options
+        self.syncnet = Path(syncnet) if syncnet is not None else None
         if self.syncnet is None and (opts.lambda_sync > 0 or opts.lambda_reg > 0):
-            raise CheckpointError(f"no SyncNet expert given: {SYNCNET_HELP}")
+            shipped = default_syncnet()
+            self.syncnet = shipped if (shipped / CONFIG_FILE).is_file() else None
+        if self.syncnet is None and (opts.lambda_sync > 0 or opts.lambda_reg > 0):
+            raise CheckpointError(
+                f"no SyncNet expert given and none shipped in this install ({default_syncnet()}): "
+                f"{SYNCNET_HELP}"
+            )
         if self.syncnet is not None and not (self.syncnet / "config.json").is_file():
             raise CheckpointError(
                 f"{self.syncnet}: not a SyncNet expert directory (no config.json). {SYNCNET_HELP}"

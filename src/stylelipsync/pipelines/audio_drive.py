@@ -23,16 +23,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stylelipsync.audio import log_mel_spectrogram, num_mel_frames, voice_activity
+from stylelipsync.audio import log_mel_spectrogram, num_mel_frames
 from stylelipsync.audio.mel import HOP_LENGTH, MEL_FRAMES_PER_SECOND, N_FFT
 from stylelipsync.audio.normalization import mel_stats, normalize_mel
+from stylelipsync.audio.vad import GATE_RAMP_FRAMES, speech_gate  # noqa: F401  (GATE_RAMP_FRAMES: re-exported)
 from stylelipsync.audio.windows import OFFSET, WINDOW
 
 SAMPLE_RATE = 16000
 SILENCE_LOG_MEL = -5.0
 """log10 of the mel floor (1e-5): what digital silence looks like to the audio encoder."""
-GATE_RAMP_FRAMES = 3
-"""Frames over which the silence gate fades on each side of a change."""
 MEL_BLOCK_ROWS = 3000
 """Mel rows (30 s) per STFT block: the float64 STFT of a whole hour of speech would take gigabytes."""
 
@@ -61,21 +60,6 @@ def blockwise_log_mel(wave: np.ndarray, block: int = MEL_BLOCK_ROWS) -> torch.Te
         first = s0 // HOP_LENGTH
         parts.append(log_mel_spectrogram(wave[s0:s1], SAMPLE_RATE)[f0 - first : f1 - first])
     return torch.cat(parts)
-
-
-def speech_gate(
-    wave: np.ndarray, num_frames: int, audio_frames: int, fps: float, keep_silence: bool
-) -> np.ndarray:
-    """(num_frames,) float64 weight of the audio styles: 1 on speech, ramping to 0 on silence and past the
-    audio's end (frame `audio_frames` on)."""
-    inside = np.arange(num_frames) < audio_frames
-    if keep_silence:
-        voiced = inside
-    else:
-        voiced = np.asarray(voice_activity(wave, SAMPLE_RATE, num_frames, fps), dtype=bool) & inside
-    width = 2 * GATE_RAMP_FRAMES + 1
-    padded = np.pad(voiced.astype(np.float64), GATE_RAMP_FRAMES, mode="edge")
-    return np.convolve(padded, np.ones(width) / width, mode="valid")
 
 
 class AudioDrive:

@@ -23,13 +23,13 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from stylelipsync.audio import num_mel_frames, num_video_frames
+from stylelipsync.audio.mel import SAMPLE_RATE
 from stylelipsync.engines import (
     DEFAULT_ENGINE,
     Engine,
@@ -38,7 +38,6 @@ from stylelipsync.engines import (
     check_engine,
     create_engine,
 )
-from stylelipsync.engines.stylelipsync import StyleLipSyncEngine
 from stylelipsync.errors import CheckpointError, FaceNotFoundError, MediaError, OutputError, StyleLipSyncError
 from stylelipsync.face.crop import crop_transforms
 from stylelipsync.face.geometry import FaceModel
@@ -48,12 +47,21 @@ from stylelipsync.face.track import FaceTrack, track_face
 from stylelipsync.media import MediaInfo, VideoReader, load_audio, probe, read_image
 from stylelipsync.media.container import check_file
 from stylelipsync.media.frame_store import FrameStore
-from stylelipsync.models import InferenceRunner, StyleLipSync, load_official_checkpoint
-from stylelipsync.pipelines.audio_drive import SAMPLE_RATE
 from stylelipsync.pipelines.options import GenerateOptions, GenerateResult
-from stylelipsync.pipelines.render import CROP_SIZE, Callback, Progress, RenderPlan, StageProgress, StageTimer
+from stylelipsync.pipelines.plan import CROP_SIZE, Callback, Progress, RenderPlan, StageProgress, StageTimer
 from stylelipsync.pipelines.sources import SourceFrames, needs_store, open_store, prefetch
 from stylelipsync.pipelines.timeline import source_indices
+from stylelipsync.startup_trace import mark
+
+if TYPE_CHECKING:
+    import torch
+
+    from stylelipsync.models import InferenceRunner, StyleLipSync
+
+# PyTorch, and the network modules built on it, are imported only where the stylelipsync engine needs them:
+# the default bank engine renders without them, and `generate` then reaches its first frame seconds sooner.
+LAZY_DEVICES = ("auto", "cpu", None)
+"""`device` values whose resolution (which imports PyTorch) can wait until a network needs the device."""
 
 PHOTO_FPS = 25.0
 PASS1_PREFETCH = 8
@@ -65,6 +73,8 @@ AAC_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """'auto' → CUDA if available, else CPU; asking for CUDA without a GPU is a user error."""
+    import torch
+
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -83,6 +93,8 @@ def default_checkpoint() -> Path:
 
 def load_model(path: str | Path | None, w_avg: str | Path | None = None) -> StyleLipSync:
     """A native model directory (or a file in one), an official `.pth` (+ `w_avg`), or the shipped model."""
+    from stylelipsync.models import StyleLipSync, load_official_checkpoint
+
     if path is None:
         path = default_checkpoint()
         if not (path / "config.json").is_file():
@@ -199,10 +211,13 @@ class LipSyncPipeline:
         *,
         engine: str | None = None,
     ) -> None:
-        self.device = resolve_device(device)
+        self._device_arg = device
+        self._device = None if device in LAZY_DEVICES and model is None else resolve_device(device)
         self.precision, self.compile = precision, compile
         self._engines: dict[str, Engine] = {}
         if model is not None:
+            from stylelipsync.engines.stylelipsync import StyleLipSyncEngine
+
             self._engines["stylelipsync"] = StyleLipSyncEngine(model, self.device, precision, compile)
         self.default_engine = check_engine(
             engine or ("stylelipsync" if model is not None else DEFAULT_ENGINE)
@@ -220,7 +235,7 @@ class LipSyncPipeline:
     ) -> LipSyncPipeline:
         """A pipeline for a native model directory or an official `.pth` (+ `w_avg.pth`): the stylelipsync
         engine; with no path, the bank engine (`engine="stylelipsync"` then loads the shipped demo model)."""
-        dev = resolve_device(device)
+        dev = device if device in LAZY_DEVICES else resolve_device(device)
         if engine is not None:
             check_engine(engine)
         if w_avg is not None and path is None:
@@ -233,12 +248,21 @@ class LipSyncPipeline:
         model = load_model(path, w_avg) if wants_model else None
         return cls(model, device=dev, precision=precision, compile=compile, engine=engine)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network runs ("auto" and "cpu" are resolved when first needed: the bank engine never
+        needs them, and resolving imports PyTorch)."""
+        if self._device is None:
+            self._device = resolve_device(self._device_arg)
+        return self._device
+
     def engine(self, name: str | None = None) -> Engine:
         """The engine `name` (default: the pipeline's), built on first use."""
         name = check_engine(name or self.default_engine)
         if name not in self._engines:
+            device = None if name == "bank" else self.device
             self._engines[name] = create_engine(
-                name, device=self.device, precision=self.precision, compile=self.compile
+                name, device=device, precision=self.precision, compile=self.compile
             )
         return self._engines[name]
 
@@ -250,6 +274,8 @@ class LipSyncPipeline:
     @property
     def model(self) -> StyleLipSync:
         """The StyleLipSync network (loading the shipped demo model if the pipeline has none yet)."""
+        from stylelipsync.engines.stylelipsync import StyleLipSyncEngine
+
         engine = self.engine("stylelipsync")
         assert isinstance(engine, StyleLipSyncEngine)
         return engine.model
@@ -257,6 +283,8 @@ class LipSyncPipeline:
     @property
     def runner(self) -> InferenceRunner:
         """The network's inference runner (see `model`)."""
+        from stylelipsync.engines.stylelipsync import StyleLipSyncEngine
+
         engine = self.engine("stylelipsync")
         assert isinstance(engine, StyleLipSyncEngine)
         return engine.runner
@@ -287,7 +315,9 @@ class LipSyncPipeline:
         engine = self.engine(opts.engine)
         if opts.bank_video and engine.name != "bank":
             raise StyleLipSyncError("--bank-video goes with the bank engine; drop --checkpoint or --engine")
+        mark("engine ready")
         job = self._job(Path(video), Path(audio), Path(output), opts)
+        mark("inputs probed")
         for extra in opts.bank_video:
             check_file(Path(extra))
         inputs = EngineInputs(
@@ -306,7 +336,9 @@ class LipSyncPipeline:
         try:
             with timer("track"):
                 track = self._track(job, sources, render_progress, timer, pipelined, collected, stages)
+            mark("tracked")
             plan = self._plan(job, track, encoding_progress(progress, len(job.src_idx)))
+            mark("planned")
             report = engine.render(
                 inputs, plan, sources, collected, timer, callback, render_progress, pipelined
             )

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from stylelipsync.pipelines.timeline import LoopMode
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass

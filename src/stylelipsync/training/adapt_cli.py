@@ -21,12 +21,35 @@ _PATH = click.Path(path_type=Path)
 ADAPT_EXAMPLES = """
 \b
 Examples:
+  stylelipsync adapt --video alice.mp4 --output models/alice    # shipped model and SyncNet expert
   stylelipsync adapt --video alice.mp4 --checkpoint models/base --output models/alice \\
       --syncnet runs/syncnet/export --audio-pool other_speakers/ --lpips-weights vgg_lpips.pth
   stylelipsync adapt ... --resume                       # continue after an interruption
   stylelipsync adapt ... --validate speech.wav          # + held-out PSNR/SSIM and models/alice/preview.mp4
   stylelipsync generate -c models/alice -v alice.mp4 -a speech.wav -o dubbed.mp4
 """
+
+
+def _default_regulariser(opts: dict[str, Any]) -> None:
+    """Without other speakers' audio, turn R_sync off with a warning, unless --lambda-reg was asked for.
+
+    R_sync needs speech of people other than the target; none ships with the package (no media in it), so
+    `adapt --video V --output O` runs on L_sync and the perceptual loss alone. An explicit --lambda-reg keeps
+    the pipeline's error that asks for a pool.
+    """
+    if opts["audio_pool"] is not None or opts["reg_data"] is not None or opts["lambda_reg"] == 0:
+        return
+    source = click.get_current_context().get_parameter_source("lambda_reg")
+    if source is not click.core.ParameterSource.DEFAULT:
+        return
+    opts["lambda_reg"] = 0.0
+    click.secho(
+        "warning: no --audio-pool or --reg-data: adapting without R_sync, the sync regulariser driven by "
+        "other speakers' audio, so the mouth may follow new speech less well; pass --audio-pool DIR (audio "
+        "or video files of other people talking) to use it",
+        fg="yellow",
+        err=True,
+    )
 
 
 @click.command("adapt", epilog=ADAPT_EXAMPLES)
@@ -54,12 +77,14 @@ Examples:
 @click.option(
     "--syncnet",
     type=_PATH,
-    help="SyncNet expert folder (a train-syncnet export); needed for L_sync and R_sync.",
+    help="SyncNet expert folder (a train-syncnet export) for L_sync and R_sync. Default: the expert shipped "
+    "with the demo model (trained on the demo model's 128² crops; for another base, its own expert).",
 )
 @click.option(
     "--audio-pool",
     type=_PATH,
-    help="Folder of other speakers' audio or video files: their speech drives R_sync.",
+    help="Folder of other speakers' audio or video files: their speech drives R_sync. Without it (or "
+    "--reg-data) R_sync is off, with a warning.",
 )
 @click.option(
     "--reg-data",
@@ -116,6 +141,7 @@ def adapt_command(**opts: Any) -> None:
         ) from exc
     if opts["audio_pool"] is not None and opts["reg_data"] is not None:
         raise click.UsageError("give --audio-pool or --reg-data, not both")
+    _default_regulariser(opts)
     options = AdaptOptions(
         steps=opts["steps"],
         batch_size=opts["batch_size"],

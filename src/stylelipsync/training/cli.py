@@ -107,9 +107,19 @@ def _train_options(func: Any) -> Any:
     return func
 
 
-def _run(kind: str, opts: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
-    from stylelipsync.training.runs import run_training
+def _runs_module() -> Any:
+    """`stylelipsync.training.runs`, or a message naming the extra to install when it cannot be imported."""
+    try:
+        from stylelipsync.training import runs
+    except ImportError as exc:
+        raise click.ClickException(
+            f"training needs the training extras ({exc}); install them with: pip install -e '.[train]'"
+        ) from exc
+    return runs
 
+
+def _run(kind: str, opts: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    run_training = _runs_module().run_training
     _logging()
     try:
         out = run_training(kind, extra=extra or {}, **opts)
@@ -192,8 +202,7 @@ def train_command(
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 def export_command(run_dir: Path, checkpoint: Path | None, out: Path) -> None:
     """Write the deliverable weights of a training checkpoint (save_pretrained format, no optimiser)."""
-    from stylelipsync.training.runs import export_checkpoint
-
+    export_checkpoint = _runs_module().export_checkpoint
     _logging()
     try:
         path = export_checkpoint(run_dir, out, checkpoint)

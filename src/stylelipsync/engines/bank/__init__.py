@@ -22,7 +22,9 @@ from scipy.ndimage import gaussian_filter1d
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from stylelipsync.audio.mel import SAMPLE_RATE
 from stylelipsync.audio.mouth_shape_model import MouthShapeModel
+from stylelipsync.audio.vad import speech_gate
 from stylelipsync.engines.bank.bank import BankVideo, MouthBank
 from stylelipsync.engines.bank.collect import CropCollector
 from stylelipsync.engines.bank.render import BankRenderer, BankSchedule
@@ -36,10 +38,9 @@ from stylelipsync.face.mask import PoseMasker
 from stylelipsync.face.mouth_shape import mouth_shapes
 from stylelipsync.face.track import FaceTrack, track_face
 from stylelipsync.media import VideoReader, probe, read_image
-from stylelipsync.pipelines.audio_drive import SAMPLE_RATE, speech_gate
 
 if TYPE_CHECKING:
-    from stylelipsync.pipelines.render import Callback, Progress, RenderPlan, StageTimer
+    from stylelipsync.pipelines.plan import Callback, Progress, RenderPlan, StageTimer
     from stylelipsync.pipelines.sources import SourceFrames
 
 RESHAPE_TOLERANCE_CM = 0.05

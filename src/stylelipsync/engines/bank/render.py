@@ -37,7 +37,7 @@ from stylelipsync.face.mask import PoseMasker, keep_mask
 from stylelipsync.face.paste import blend_weight, color_offset, region_box
 from stylelipsync.media import VideoWriter
 from stylelipsync.pipelines.options import FrameOutput
-from stylelipsync.pipelines.render import Callback, Progress, RenderPlan, StageTimer, open_writers
+from stylelipsync.pipelines.plan import Callback, Progress, RenderPlan, StageTimer, open_writers
 from stylelipsync.pipelines.sources import SourceFrames, prefetch
 
 QUEUE_FRAMES = 6

@@ -15,7 +15,7 @@ from stylelipsync.models import InferenceRunner, StyleLipSync
 from stylelipsync.pipelines.audio_drive import AudioDrive
 
 if TYPE_CHECKING:
-    from stylelipsync.pipelines.render import Callback, Progress, RenderPlan, StageTimer
+    from stylelipsync.pipelines.plan import Callback, Progress, RenderPlan, StageTimer
     from stylelipsync.pipelines.sources import SourceFrames
 
 
