@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from stylelipsync.media import VideoReader, cut_clip
 from stylelipsync.pipelines import LipSyncPipeline
-from stylelipsync.pipelines.render import StageProgress
+from stylelipsync.pipelines.plan import StageProgress
 from stylelipsync.serve.app import create_app
 from stylelipsync.serve.db import STAGES, Job, JobStore
 from stylelipsync.serve.service import ServeSettings
