@@ -27,7 +27,7 @@ MAX_INTERRUPTIONS = 3
 
 SCHEMA_VERSION = 2
 STAGES = ("tracking", "rendering", "encoding")
-"""The stages of a run, in order (`pipelines.render.StageProgress`); each has its own progress."""
+"""The stages of a run, in order (`pipelines.plan.StageProgress`); each has its own progress."""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,

@@ -123,7 +123,7 @@ class JobStoppedError(Exception):
 
 
 class _Progress:
-    """The pipeline's progress receiver (`pipelines.render.StageProgress`): writes each stage's frames into
+    """The pipeline's progress receiver (`pipelines.plan.StageProgress`): writes each stage's frames into
     the job row (at most every `progress_seconds`, and always when a stage completes) and stops the run when
     it no longer owns the job. Encoding is reported from the pipeline's writer thread, so writes are
     serialised. Called as a plain (done, total) callable (a Ray worker relays only that), it is the
