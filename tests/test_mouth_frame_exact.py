@@ -37,7 +37,7 @@ from stylelipsync.face.crop import warp_to_crop
 from stylelipsync.media import VideoWriter, load_audio
 from stylelipsync.models import StyleLipSync, StyleLipSyncConfig
 from stylelipsync.pipelines import FrameOutput, LipSyncPipeline
-from stylelipsync.pipelines import render as render_module
+from stylelipsync.pipelines import plan as plan_module
 
 CLIP = "dreamtalk_M030_front_neutral_level1_001.mp4"  # 256², 25 fps, 94 frames, a man talking
 SPEECH = "sadtalker_answer.wav"  # 2.15 s of speech
@@ -66,7 +66,7 @@ def recording_writers(record: dict[str, list[np.ndarray]]) -> Iterator[None]:
             super().write(image)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(render_module, "VideoWriter", Recorder)
+        mp.setattr(plan_module, "VideoWriter", Recorder)
         yield
 
 
