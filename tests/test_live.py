@@ -474,7 +474,7 @@ def test_the_live_page_in_a_browser_dubs_the_microphone_and_a_file(
             assert "listening" in page.inner_text("#status")
             shot = os.environ.get("STYLELIPSYNC_SCREENSHOT")
             if shot:
-                page.screenshot(path=shot)
+                page.screenshot(path=shot, full_page=True)
             page.click("#stop")
             page.wait_for_function("() => document.body.dataset.done === '1'", timeout=60000)
             assert "Done:" in page.inner_text("#status")
