@@ -129,7 +129,6 @@ class LiveSession:
         """Frames whose wanted shape went to the selector."""
         self._pending: deque[tuple[int, NDArray[np.float64], float]] = deque()
         """(frame, target, gate) pushed to the selector, not yet committed."""
-        self._out = 0
         self._previous_entry = -1
         self._open_px = 0.0
         self._audio = np.zeros(0, dtype=np.float32)
