@@ -89,6 +89,31 @@ class LiveFrame:
     """Not painted (the stream was behind by more than `max_latency`): `image` repeats the previous frame
     and `jpeg` is None, so a player keeps the last picture while the audio plays on."""
 
+    @classmethod
+    def of(
+        cls,
+        plan: FramePlan,
+        fps: float,
+        image: NDArray[np.uint8],
+        *,
+        jpeg: bytes | None = None,
+        dropped: bool = False,
+    ) -> LiveFrame:
+        """The frame `plan` describes, with its pixels, finished now."""
+        return cls(
+            index=plan.index,
+            time=plan.index / fps,
+            image=image,
+            audio=plan.audio,
+            speech=plan.speech,
+            entry=plan.shot.entry,
+            source_index=plan.source_index,
+            arrived=plan.arrived,
+            rendered=time.perf_counter(),
+            jpeg=jpeg,
+            dropped=dropped,
+        )
+
 
 @dataclass(frozen=True)
 class AudioChunk:
@@ -252,34 +277,12 @@ class LiveSession:
                 ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
             )
             data = buf.tobytes() if ok else None
-        return LiveFrame(
-            index=plan.index,
-            time=plan.index / self.fps,
-            image=image,
-            audio=plan.audio,
-            speech=plan.speech,
-            entry=plan.shot.entry,
-            source_index=plan.source_index,
-            arrived=plan.arrived,
-            rendered=time.perf_counter(),
-            jpeg=data,
-        )
+        return LiveFrame.of(plan, self.fps, image, jpeg=data)
 
     def _dropped(self, plan: FramePlan, last: NDArray[np.uint8] | None) -> LiveFrame:
         """A frame left unpainted: the previous picture again (the source frame if there is none yet)."""
         image = last if last is not None else self.face.frame(plan.source_index)
-        return LiveFrame(
-            index=plan.index,
-            time=plan.index / self.fps,
-            image=image,
-            audio=plan.audio,
-            speech=plan.speech,
-            entry=plan.shot.entry,
-            source_index=plan.source_index,
-            arrived=plan.arrived,
-            rendered=time.perf_counter(),
-            dropped=True,
-        )
+        return LiveFrame.of(plan, self.fps, image, dropped=True)
 
     def frames(
         self,
