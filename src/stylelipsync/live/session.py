@@ -39,6 +39,7 @@ from stylelipsync.engines.bank.online import OnlineSelector
 from stylelipsync.engines.bank.render import Shot
 from stylelipsync.engines.bank.select import SelectionCosts
 from stylelipsync.live.face import LiveFace
+from stylelipsync.pipelines.queues import put_unless_stopped
 
 LAG_FRAMES = 2
 """Default selection look-ahead (frames): with 2, 98 % of frames choose what the whole-clip search would
@@ -309,13 +310,7 @@ class LiveSession:
         pool = ThreadPoolExecutor(threads, thread_name_prefix="stylelipsync-live-render")
 
         def offer(item: Future[LiveFrame] | FramePlan | BaseException | None) -> bool:
-            while not stop.is_set():
-                try:
-                    out.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
+            return put_unless_stopped(out, item, stop)
 
         def job(plan: FramePlan) -> Future[LiveFrame] | FramePlan:
             late = max_latency is not None and time.perf_counter() - plan.arrived > max_latency

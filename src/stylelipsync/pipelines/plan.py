@@ -41,6 +41,7 @@ class StageProgress(Protocol):
     def stage(self, name: str, done: int, total: int) -> None:
         """`done` of `total` frames of stage `name` are through."""
 
+
 OUTPUT_PRESET = "veryfast"
 """x264 preset of the outputs (at the writer's CRF 18): at 720p it costs 28 ms of CPU per frame against 69 ms
 for "medium", for files of about the same size; the encoder shares the CPU with the network."""

@@ -37,11 +37,9 @@ from stylelipsync.models import InferenceRunner
 from stylelipsync.pipelines.audio_drive import AudioDrive
 from stylelipsync.pipelines.options import FrameOutput
 from stylelipsync.pipelines.plan import CROP_SIZE, Callback, Progress, RenderPlan, StageTimer, open_writers
+from stylelipsync.pipelines.queues import POLL_SECONDS, put_unless_stopped
 from stylelipsync.pipelines.sources import SourceFrames
 from stylelipsync.pipelines.streaming import StreamingStyleMixer
-
-POLL_SECONDS = 0.1
-"""How often a thread blocked on a queue checks whether another one failed."""
 
 
 @dataclass(slots=True)
@@ -249,11 +247,11 @@ class Renderer:
     def _produce(self, frames: queue.Queue[_Item | _Failed], stop: threading.Event) -> None:
         try:
             for item in self._frames():
-                if not self._offer(frames, item, stop):
+                if not put_unless_stopped(frames, item, stop):
                     return
         except BaseException as exc:
             self._errors.append(exc)
-            self._offer(frames, _Failed(), stop)
+            put_unless_stopped(frames, _Failed(), stop)
 
     def _consume(
         self, done: queue.Queue[_Chunk | None], writers: list[VideoWriter], stop: threading.Event
@@ -269,17 +267,6 @@ class Renderer:
                 self._output(chunk, writers)
         except BaseException as exc:
             self._errors.append(exc)
-
-    @staticmethod
-    def _offer(q: queue.Queue[Any], value: Any, stop: threading.Event) -> bool:
-        """Put `value` unless `stop` is set first; False if it was not put."""
-        while not stop.is_set():
-            try:
-                q.put(value, timeout=POLL_SECONDS)
-                return True
-            except queue.Full:
-                continue
-        return False
 
     def _take(self, frames: queue.Queue[_Item | _Failed]) -> _Item:
         """The next decoded frame; raises a worker thread's exception if one failed meanwhile."""

@@ -23,9 +23,9 @@ import numpy as np
 from stylelipsync.errors import OutputError
 from stylelipsync.media import Frame, VideoReader
 from stylelipsync.media.frame_store import FrameStore
+from stylelipsync.pipelines.queues import POLL_SECONDS, put_unless_stopped
 
 T = TypeVar("T")
-_POLL_SECONDS = 0.1
 
 
 class _Raised:
@@ -48,13 +48,7 @@ def prefetch(items: Iterable[T], size: int) -> Generator[T, None, None]:
     stop = threading.Event()
 
     def offer(value: object) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(value, timeout=_POLL_SECONDS)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(buffer, value, stop)
 
     def work() -> None:
         iterator = iter(items)
@@ -75,7 +69,7 @@ def prefetch(items: Iterable[T], size: int) -> Generator[T, None, None]:
     try:
         while True:
             try:
-                value = buffer.get(timeout=_POLL_SECONDS)
+                value = buffer.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 if not thread.is_alive() and buffer.empty():
                     raise RuntimeError("internal error: the prefetch thread ended without a result") from None
