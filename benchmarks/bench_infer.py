@@ -6,21 +6,32 @@ official implementation (which this machine does not have; `reference_kernels()`
 operators: NCHW, grouped modulated convolution, zero-insertion FIR, the path the official-equivalence test
 checks). Reports wall and CPU seconds per frame, minor page faults, OMP_WAIT_POLICY and the load average.
 
+`--official DIR` compares with the official implementation itself instead: DIR holds the official code
+(github.com/syunar/StyleLipSync at 7eb5e40, with stylegan2-ada-pytorch's `torch_utils` and `dnnlib` beside
+its `models/`; on CPU its custom ops run their reference code). Its generator is built with random
+weights, its state dict goes through `load_official_checkpoint`, and its own `inference()` (decoder chunks
+of `--chunk`, under `torch.no_grad()` as its demo calls it) runs alternately with ours on the same inputs.
+
 It imports `stylelipsync` before `torch`, as a user's script would, so the package's default
 OMP_WAIT_POLICY=PASSIVE applies; `--spin` runs it with OpenMP's default (spinning) policy instead, to show
 what that costs on a busy CPU.
 
     .venv/bin/python benchmarks/bench_infer.py               # paper config, T=16, chunk 8, best of 2
     .venv/bin/python benchmarks/bench_infer.py --spin        # the same with spinning OpenMP threads
+    .venv/bin/python benchmarks/bench_infer.py --official ../official   # against the official code
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import resource
 import sys
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 if "--spin" in sys.argv:
     os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
@@ -28,7 +39,33 @@ if "--spin" in sys.argv:
 import stylelipsync  # noqa: F401, I001  (first: it sets the OpenMP policy before torch loads)
 import torch
 
-from stylelipsync.models import StyleLipSync, StyleLipSyncConfig, reference_kernels
+from stylelipsync.models import StyleLipSync, StyleLipSyncConfig, load_official_checkpoint, reference_kernels
+
+
+def official_pair(directory: Path, chunk: int) -> tuple[StyleLipSync, Any]:
+    """The official generator from `directory` with random weights, and ours loaded from its state dict."""
+    if not (directory / "models" / "models_stylelipsync" / "stylelipsync.py").is_file():
+        sys.exit(f"{directory}: no models/models_stylelipsync/stylelipsync.py; pass the official code's root")
+    sys.path.insert(0, str(directory))
+    official_module = importlib.import_module("models.models_stylelipsync.stylelipsync")
+    with tempfile.TemporaryDirectory() as tmp:
+        opt = argparse.Namespace(
+            dim_w=512,
+            dim_a=512,
+            dim_l=512,
+            input_nc=3,
+            input_size=256,
+            batch_size=chunk,
+            rank="cpu",
+            w_avg_path=str(Path(tmp) / "absent_w_avg.pth"),
+            adaptation=False,
+        )
+        official = official_module.StyleLipSync(opt).eval()
+        official.w_avg = torch.randn(512, generator=torch.Generator().manual_seed(2)) * 0.1
+        ckpt = Path(tmp) / "G.pth"
+        torch.save({"G": official.state_dict()}, ckpt)
+        ours = load_official_checkpoint(ckpt, w_avg=official.w_avg)
+    return ours, official
 
 
 def main() -> None:
@@ -37,9 +74,17 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2, help="calls of each path; the best counts")
     parser.add_argument("--spin", action="store_true", help="OMP_WAIT_POLICY=ACTIVE (OpenMP's spinning)")
+    parser.add_argument(
+        "--official", type=Path, metavar="DIR", help="compare with the official code in DIR (see above)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = StyleLipSync(StyleLipSyncConfig.paper())
+    official = None
+    if args.official is not None:
+        model, official = official_pair(args.official, args.chunk)
+    else:
+        model = StyleLipSync(StyleLipSyncConfig.paper())
+    other = "official" if official is not None else "reference"
     g = torch.Generator().manual_seed(1)
     t = args.frames
     frames = torch.rand(t, 3, 256, 256, generator=g) * 2 - 1
@@ -53,11 +98,15 @@ def main() -> None:
     best: dict[str, float] = {}
     outputs: dict[str, torch.Tensor] = {}
     for i in range(args.repeats):
-        for path in ("infer", "reference"):
+        for path in ("infer", other):
             faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             cpu, wall = time.process_time(), time.perf_counter()
             if path == "infer":
                 out = model.infer(frames, mel, ref, chunk_size=args.chunk)
+            elif official is not None:
+                data = {"x": frames[None], "mel": mel[None], "ref": ref[None, None]}
+                with torch.no_grad():
+                    out = official.inference(data)["x_hat"]
             else:
                 with reference_kernels():
                     out = model.infer(frames, mel, ref, chunk_size=args.chunk)
@@ -70,11 +119,12 @@ def main() -> None:
                 f"{faults * 4096 / t / 1e9:.2f} GB of page faults/frame, load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
-    diff = float((outputs["infer"] - outputs["reference"]).abs().max())
-    ratio = best["reference"] / best["infer"]
+    diff = float((outputs["infer"] - outputs[other]).abs().max())
+    ratio = best[other] / best["infer"]
     print(
-        f"best of {args.repeats}: infer {best['infer']:.3f} s/frame, reference operators "
-        f"{best['reference']:.3f} s/frame: {ratio:.2f}x (max abs diff {diff:.1e})"
+        f"best of {args.repeats}: infer {best['infer']:.3f} s/frame, "
+        f"{'official implementation' if official is not None else 'reference operators'} "
+        f"{best[other]:.3f} s/frame: {ratio:.2f}x (max abs diff {diff:.1e})"
     )
 
 
