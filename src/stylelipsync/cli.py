@@ -113,6 +113,16 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def face_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--face-index`` and ``--bbox``: which face to dub, shared by every command that tracks one."""
+    func = click.option(
+        "--bbox", callback=_parse_bbox, help="X0,Y0,X1,Y1: dub the face inside this box of the first frame."
+    )(func)
+    return click.option(
+        "--face-index", type=click.IntRange(0), help="With several faces: 0 = largest, 1 = next largest, …"
+    )(func)
+
+
 def resolve_engine(engine: str | None, checkpoint: Path | None, w_avg: Path | None) -> str:
     """The engine a command renders with: `--engine`, else stylelipsync with `--checkpoint` and bank
     without; a usage error for combinations that mean nothing."""
@@ -170,12 +180,7 @@ def resolve_engine(engine: str | None, checkpoint: Path | None, w_avg: Path | No
     type=click.FloatRange(1, 120),
     help="Output frame rate. Default: the input video's (its nominal rate if variable; 25 for a photo).",
 )
-@click.option(
-    "--face-index", type=click.IntRange(0), help="With several faces: 0 = largest, 1 = next largest, …"
-)
-@click.option(
-    "--bbox", callback=_parse_bbox, help="X0,Y0,X1,Y1: dub the face inside this box of the first frame."
-)
+@face_options
 @click.option(
     "--reference-frame",
     type=click.IntRange(0),

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from stylelipsync.cli import _parse_bbox, user_errors
 from stylelipsync.cli import cli as main_group
+from stylelipsync.cli import face_options, user_errors
 
 LIVE_EXAMPLES = """
 \b
@@ -58,12 +58,7 @@ Examples:
     help="Use at most this much of the video.",
 )
 @click.option("--fps", type=click.FloatRange(1, 120), help="Output frame rate (default: the video's).")
-@click.option(
-    "--face-index", type=click.IntRange(0), help="With several faces: 0 = largest, 1 = next largest, …"
-)
-@click.option(
-    "--bbox", callback=_parse_bbox, help="X0,Y0,X1,Y1: dub the face inside this box of the first frame."
-)
+@face_options
 @click.option(
     "--max-latency",
     type=click.FloatRange(min=0),
