@@ -1,6 +1,6 @@
 """`stylelipsync batch JOBS.csv`: run a jobs CSV locally or on a Ray cluster, resumably (docs/batch.md).
 
-Importing this module registers the command on the main click group; it imports neither torch nor Ray.
+The command is registered by `stylelipsync.cli`; it imports neither torch nor Ray.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import click
 from click.core import ParameterSource
 
 from stylelipsync.batch.jobs import Job
-from stylelipsync.cli import cli as main_group
-from stylelipsync.cli import model_options, resolve_engine, user_errors
+from stylelipsync.cli_common import model_options, resolve_engine, user_errors
 
 BATCH_EXAMPLES = """
 \b
@@ -33,7 +32,7 @@ batch_size, crop_output, overwrite). Results go to jobs.results.csv; run the sam
 RAY_ONLY = ("workers", "cpus_per_worker", "gpus_per_worker", "retries")
 
 
-@main_group.command(epilog=BATCH_EXAMPLES)
+@click.command(epilog=BATCH_EXAMPLES)
 @click.argument("jobs_csv", metavar="JOBS.csv", type=click.Path(path_type=Path))
 @click.option(
     "--ray",

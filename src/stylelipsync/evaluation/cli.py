@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from stylelipsync.cli_common import user_errors
 from stylelipsync.evaluation import DEFAULT_METRICS, METRICS
 
 _PATHS = click.Path(path_type=Path)
@@ -135,8 +136,6 @@ def evaluate(**opts: object) -> None:
       stylelipsync evaluate -g dubbed.mp4 --metrics sync          # no weights needed
       stylelipsync evaluate -g dubbed.mp4 -g input.mp4 -m sharpness,jitter   # compare the two rows
     """
-    from stylelipsync.cli import user_errors
-
     user_errors(_run)(**opts)
 
 

@@ -1,6 +1,6 @@
 """`stylelipsync live`: prepare a face once, then dub speech from the browser in real time (docs/live.md).
 
-Importing this module registers the command on the main click group; FastAPI, uvicorn and the bank engine
+The command is registered by `stylelipsync.cli`; FastAPI, uvicorn and the bank engine
 are imported only when the command runs.
 """
 
@@ -11,8 +11,7 @@ from pathlib import Path
 
 import click
 
-from stylelipsync.cli import cli as main_group
-from stylelipsync.cli import face_options, user_errors
+from stylelipsync.cli_common import address_options, face_options, is_loopback, user_errors
 
 LIVE_EXAMPLES = """
 \b
@@ -22,7 +21,7 @@ Examples:
 """
 
 
-@main_group.command(epilog=LIVE_EXAMPLES)
+@click.command(epilog=LIVE_EXAMPLES)
 @click.option(
     "--video",
     "-v",
@@ -36,8 +35,7 @@ Examples:
     type=click.Path(path_type=Path),
     help="Another video of the same person talking, for more mouths (repeatable).",
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@address_options(default_port=8765)
 @click.option(
     "--record",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -88,7 +86,6 @@ def live(
 
     from stylelipsync.live.face import LiveFace
     from stylelipsync.live.server import LiveServer, LiveSettings
-    from stylelipsync.serve.cli import is_loopback
 
     if not is_loopback(host):
         click.secho(

@@ -1,19 +1,17 @@
 """`stylelipsync serve`: run the HTTP dubbing service (see docs/serve.md).
 
-Importing this module registers the command on the main click group; FastAPI and uvicorn are imported only
+The command is registered by `stylelipsync.cli`; FastAPI and uvicorn are imported only
 when the command runs.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from pathlib import Path
 
 import click
 
-from stylelipsync.cli import cli as main_group
-from stylelipsync.cli import model_options, resolve_engine, user_errors
+from stylelipsync.cli_common import address_options, is_loopback, model_options, resolve_engine, user_errors
 
 SERVE_EXAMPLES = """
 \b
@@ -25,19 +23,8 @@ Examples:
 """
 
 
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-@main_group.command(epilog=SERVE_EXAMPLES)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.command(epilog=SERVE_EXAMPLES)
+@address_options(default_port=8000)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),

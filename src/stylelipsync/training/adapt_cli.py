@@ -1,7 +1,7 @@
 """``stylelipsync adapt``: few-shot adaptation of a model to one person (spec §5).
 
-Importing this module registers the command on the main click group (``stylelipsync.cli`` imports it in one
-line). The work is done by ``stylelipsync.pipelines.adaptation``, imported only when the command runs.
+``stylelipsync.cli`` registers the command on the root group. The work is done by
+``stylelipsync.pipelines.adaptation``, imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import Any
 
 import click
 
-from stylelipsync.cli import cli as main_group
-from stylelipsync.cli import user_errors
+from stylelipsync.cli_common import user_errors
 
 _PATH = click.Path(path_type=Path)
 
@@ -175,6 +174,3 @@ def adapt_command(**opts: Any) -> None:
     click.echo(result.summary())
     if not result.finished:
         sys.exit(130)
-
-
-main_group.add_command(adapt_command)

@@ -1,8 +1,8 @@
 """Training commands of the ``stylelipsync`` CLI: preprocess, train-audio, train-syncnet, train-stylegan,
 train, export.
 
-Importing this module registers the commands on the main click group (``stylelipsync.cli`` imports it in one
-line, after the group is defined).
+``stylelipsync.cli`` registers `TRAINING_COMMANDS` on the root group; the training stack is imported only
+when a command runs.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 
 import click
 
-from stylelipsync.cli import cli as main_group
 from stylelipsync.errors import StyleLipSyncError
 
 
@@ -211,7 +210,7 @@ def export_command(run_dir: Path, checkpoint: Path | None, out: Path) -> None:
     click.echo(f"exported {path}")
 
 
-COMMANDS = [
+TRAINING_COMMANDS = [
     preprocess_command,
     train_audio_command,
     train_syncnet_command,
@@ -219,16 +218,3 @@ COMMANDS = [
     train_command,
     export_command,
 ]
-
-
-def register(group: click.Group) -> None:
-    """Add the training commands to the main CLI group."""
-    for command in COMMANDS:
-        group.add_command(command)
-
-
-register(main_group)
-
-
-if __name__ == "__main__":
-    main_group()

@@ -284,7 +284,6 @@ class MouthPainter:
         return hit
 
 
-
 class _Encoder:
     """Encodes frames on its own thread (or inline when not pipelined), through a bounded queue."""
 
