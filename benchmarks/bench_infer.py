@@ -2,7 +2,7 @@
 
 The paper config (256², random weights, fp32), T = 16 frames, chunks of 8, best of `--repeats` calls of each,
 alternating, in one process on the same inputs: the way issue #24's independent run compared it with the
-official implementation (which this machine does not have; `reference_kernels()` runs the official
+official implementation (which this machine does not have; `set_kernels("reference")` runs the official
 operators: NCHW, grouped modulated convolution, zero-insertion FIR, the path the official-equivalence test
 checks). Reports wall and CPU seconds per frame, minor page faults, OMP_WAIT_POLICY and the load average.
 
@@ -39,7 +39,7 @@ if "--spin" in sys.argv:
 import stylelipsync  # noqa: F401, I001  (first: it sets the OpenMP policy before torch loads)
 import torch
 
-from stylelipsync.models import StyleLipSync, StyleLipSyncConfig, load_official_checkpoint, reference_kernels
+from stylelipsync.models import StyleLipSync, StyleLipSyncConfig, load_official_checkpoint
 
 
 def official_pair(directory: Path, chunk: int) -> tuple[StyleLipSync, Any]:
@@ -102,14 +102,13 @@ def main() -> None:
             faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             cpu, wall = time.process_time(), time.perf_counter()
             if path == "infer":
-                out = model.infer(frames, mel, ref, chunk_size=args.chunk)
+                out = model.set_kernels("auto").infer(frames, mel, ref, chunk_size=args.chunk)
             elif official is not None:
                 data = {"x": frames[None], "mel": mel[None], "ref": ref[None, None]}
                 with torch.no_grad():
                     out = official.inference(data)["x_hat"]
             else:
-                with reference_kernels():
-                    out = model.infer(frames, mel, ref, chunk_size=args.chunk)
+                out = model.set_kernels("reference").infer(frames, mel, ref, chunk_size=args.chunk)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
             outputs[path] = out

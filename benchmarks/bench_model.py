@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_matmul import MatmulResult, machine_description
 from bench_matmul import measure as measure_matmul
 
-from stylelipsync.models import StyleLipSync, StyleLipSyncConfig, reference_kernels
+from stylelipsync.models import StyleLipSync, StyleLipSyncConfig
 from stylelipsync.pipelines.lipsync import default_checkpoint
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -139,35 +139,30 @@ def bench_case(model: StyleLipSync, result: Result, iters: int, warmup: int) -> 
     """Time one case into ``result``; returns its decoder output (for the bf16-vs-fp32 PSNR)."""
     frames, mel, ref = inputs(model, result.batch)
     dtype = PRECISIONS[result.precision]
-    kernels: Callable[[], AbstractContextManager[object]] = (
-        reference_kernels if result.path == "reference" else nullcontext
-    )
+    model.set_kernels("reference" if result.path == "reference" else "fast")
 
     def autocast() -> AbstractContextManager[object]:
         return torch.autocast("cpu", dtype=dtype) if dtype is not None else nullcontext()
 
-    with kernels():
-        w_ref = model.reference_styles(ref)[0]
-        styles = model.mix_styles(
-            model.audio_styles(mel if result.batch > 1 else mel.expand(2, -1, -1)), w_ref
-        )
-        styles = styles[: result.batch]
+    w_ref = model.reference_styles(ref)[0]
+    styles = model.mix_styles(model.audio_styles(mel if result.batch > 1 else mel.expand(2, -1, -1)), w_ref)
+    styles = styles[: result.batch]
+    with autocast():
+        features = model.face_features(frames)
+        out = model.decode(styles, features).float()
+
+    def face() -> object:
         with autocast():
-            features = model.face_features(frames)
-            out = model.decode(styles, features).float()
+            return model.face_features(frames)
 
-        def face() -> object:
-            with autocast():
-                return model.face_features(frames)
+    def decode() -> object:
+        with autocast():
+            return model.decode(styles, features)
 
-        def decode() -> object:
-            with autocast():
-                return model.decode(styles, features)
-
-        result.audio, audio_cpu = median_time(lambda: model.audio_styles(mel), iters, warmup)
-        result.face, face_cpu = median_time(face, iters, warmup)
-        result.decode, decode_cpu = median_time(decode, iters, warmup)
-        result.reference_once, _ = median_time(lambda: model.reference_styles(ref), 1, 0)
+    result.audio, audio_cpu = median_time(lambda: model.audio_styles(mel), iters, warmup)
+    result.face, face_cpu = median_time(face, iters, warmup)
+    result.decode, decode_cpu = median_time(decode, iters, warmup)
+    result.reference_once, _ = median_time(lambda: model.reference_styles(ref), 1, 0)
     result.cpu = audio_cpu + face_cpu + decode_cpu
     result.iters = iters
     return out
@@ -177,9 +172,8 @@ def bench_case(model: StyleLipSync, result: Result, iters: int, warmup: int) -> 
 def check_equal(model: StyleLipSync, batch: int = 2) -> float:
     """Max abs difference of ``infer`` between the optimised kernels and the reference ones."""
     frames, mel, ref = inputs(model, batch)
-    fast = model.infer(frames, mel, ref[0], chunk_size=batch)
-    with reference_kernels():
-        slow = model.infer(frames, mel, ref[0], chunk_size=batch)
+    fast = model.set_kernels("fast").infer(frames, mel, ref[0], chunk_size=batch)
+    slow = model.set_kernels("reference").infer(frames, mel, ref[0], chunk_size=batch)
     return float((fast - slow).abs().max())
 
 

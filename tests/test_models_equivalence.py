@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import json
-from contextlib import nullcontext
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
 from stylelipsync.errors import CheckpointError
-from stylelipsync.models import StyleLipSync, StyleLipSyncConfig, load_official_checkpoint, reference_kernels
-from stylelipsync.models.layers import fast_kernels_active
+from stylelipsync.models import Kernels, StyleLipSync, StyleLipSyncConfig, load_official_checkpoint
 
 
 def rebuild_official_state_dict(recipe: dict) -> dict[str, torch.Tensor]:
@@ -68,26 +70,81 @@ def official_model(official_ckpt: Path, fixture_dir: Path) -> StyleLipSync:
     return load_official_checkpoint(official_ckpt, w_avg=torch.from_numpy(tensors["w_avg"]))
 
 
+FAST_KERNELS = {
+    "stylelipsync.models.synthesis": (
+        "modulated_conv2d_fast",
+        "modulated_1x1_fast",
+        "upsample2d_fast",
+        "bias_lrelu_",
+    ),
+    "stylelipsync.models.blocks": ("instance_norm_relu_",),
+}
+REFERENCE_OPERATORS = {"stylelipsync.models.synthesis": ("modulated_conv2d", "upsample2d", "bias_lrelu")}
+"""The operators each kernel setting calls, by the module that calls them (where a test patches them)."""
+
+
+def operator_names(operators: dict[str, tuple[str, ...]]) -> set[str]:
+    return {name for names in operators.values() for name in names}
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, operators: dict[str, tuple[str, ...]]) -> Counter[str]:
+    """Wrap each operator so that calling it counts; returns the (live) counter."""
+    calls: Counter[str] = Counter()
+
+    def counting(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    for module, names in operators.items():
+        for name in names:
+            fn = getattr(importlib.import_module(module), name)
+            monkeypatch.setattr(f"{module}.{name}", counting(name, fn))
+    return calls
+
+
+def forbid(monkeypatch: pytest.MonkeyPatch, operators: dict[str, tuple[str, ...]]) -> None:
+    """Make each operator raise, so that a path using it fails loudly."""
+    for module, names in operators.items():
+        for name in names:
+
+            def refuse(*args: Any, _name: str = name, **kwargs: Any) -> Any:
+                raise AssertionError(f"{_name} called")
+
+            monkeypatch.setattr(f"{module}.{name}", refuse)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kernels", ["fast", "reference"])
 def test_official_equivalence(
-    official_model: StyleLipSync, official_ckpt: Path, fixture_dir: Path, kernels: str
+    official_model: StyleLipSync,
+    official_ckpt: Path,
+    fixture_dir: Path,
+    kernels: Kernels,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Both decoder paths reproduce the official outputs: the inference kernels (used whenever no autograd
-    graph is built) and the reference operators (training, `reference_kernels()`)."""
+    """Both kernel settings reproduce the official outputs: the fast inference kernels (what `generate`
+    runs) and the reference operators (what training runs); call counts prove each ran its own path."""
     tensors = np.load(fixture_dir / "tensors.npz")
-    model = official_model
+    model = official_model.set_kernels(kernels)
     assert not model.training
-    with reference_kernels() if kernels == "reference" else nullcontext():
-        with torch.no_grad():
-            assert fast_kernels_active() == (kernels == "fast")
-        out = model.infer(
-            torch.from_numpy(tensors["x"][0]),
-            torch.from_numpy(tensors["mel"][0]),
-            torch.from_numpy(tensors["ref"][0]),
-            chunk_size=4,
-            return_styles=True,
-        )
+    fast_calls = count_calls(monkeypatch, FAST_KERNELS)
+    reference_calls = count_calls(monkeypatch, REFERENCE_OPERATORS)
+    out = model.infer(
+        torch.from_numpy(tensors["x"][0]),
+        torch.from_numpy(tensors["mel"][0]),
+        torch.from_numpy(tensors["ref"][0]),
+        chunk_size=4,
+        return_styles=True,
+    )
+    own, ran, skipped = (
+        (FAST_KERNELS, fast_calls, reference_calls)
+        if kernels == "fast"
+        else (REFERENCE_OPERATORS, reference_calls, fast_calls)
+    )
+    assert set(ran) == operator_names(own) and not skipped, (ran, skipped)
     diffs = {
         "audio_styles": out.styles.audio_styles,
         "reference_styles": out.styles.reference_styles,
@@ -113,6 +170,41 @@ def test_official_equivalence(
     reference_state = model.state_dict()
     for key, value in ddp_model.state_dict().items():
         assert torch.equal(value, reference_state[key]), key
+
+
+@pytest.mark.parametrize("kernels", ["reference", "fast"])
+def test_each_kernel_setting_runs_only_its_own_operators(
+    kernels: Kernels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other path's operators raise, and every operator of this path is called: "reference" and "fast"
+    cannot silently be the same path, so the equivalence test above really checks both."""
+    model = StyleLipSync(StyleLipSyncConfig.tiny()).eval().set_kernels(kernels)
+    own, other = (
+        (FAST_KERNELS, REFERENCE_OPERATORS) if kernels == "fast" else (REFERENCE_OPERATORS, FAST_KERNELS)
+    )
+    forbid(monkeypatch, other)
+    calls = count_calls(monkeypatch, own)
+    g = torch.Generator().manual_seed(0)
+    res = model.config.resolution
+    x, ref = torch.rand(3, 3, res, res, generator=g), torch.rand(3, res, res, generator=g)
+    model.infer(x, torch.randn(3, 20, 80, generator=g), ref, chunk_size=3)
+    assert set(calls) == operator_names(own), calls
+
+
+def test_fast_kernels_refuse_an_autograd_graph() -> None:
+    """Training with "fast" fails with the fix in the message; "auto" trains on the reference operators."""
+    model = StyleLipSync(StyleLipSyncConfig.tiny())
+    res = model.config.resolution
+    x, mel, ref = torch.rand(1, 2, 3, res, res), torch.randn(1, 2, 20, 80), torch.rand(1, 3, res, res)
+    with pytest.raises(
+        RuntimeError, match=r"kernels='fast' but autograd is recording.*set_kernels\('auto'\)"
+    ):
+        model.set_kernels("fast")(x, mel, ref)
+    model.set_kernels("auto")(x, mel, ref).square().mean().backward()
+    assert model.synthesis.b4.conv1.weight.grad is not None
+    with pytest.raises(ValueError, match="kernels must be one of"):
+        model.set_kernels("fused")  # type: ignore[arg-type]
+    assert {m.kernels for m in model.modules() if hasattr(m, "kernels")} == {"auto"}
 
 
 # ------------------------------------------------------------------------------------ error handling

@@ -16,14 +16,13 @@ from stylelipsync.models.layers import (
     bias_lrelu,
     bias_lrelu_,
     conv2d_resample,
-    fast_kernels_active,
     make_resample_filter,
     modulated_1x1_fast,
     modulated_conv2d,
     modulated_conv2d_fast,
-    reference_kernels,
     upsample2d,
     upsample2d_fast,
+    use_fast_kernels,
 )
 
 FIR = np.outer([1.0, 3.0, 3.0, 1.0], [1.0, 3.0, 3.0, 1.0]) / 64.0
@@ -201,10 +200,15 @@ def test_in_place_instance_norm_matches_the_module() -> None:
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_fast_kernels_only_without_autograd() -> None:
-    assert not fast_kernels_active()  # tests build graphs by default
-    with torch.no_grad():
-        assert fast_kernels_active()
-        with reference_kernels():
-            assert not fast_kernels_active()
-        assert fast_kernels_active()
+def test_kernel_setting_against_the_autograd_mode() -> None:
+    """auto = fast exactly without a graph; reference never; fast refuses a graph instead of falling back."""
+    assert not use_fast_kernels("auto")  # tests build graphs by default
+    assert not use_fast_kernels("reference")
+    with pytest.raises(RuntimeError, match=r"kernels='fast' but autograd is recording.*torch\.no_grad"):
+        use_fast_kernels("fast")
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            assert use_fast_kernels("auto") and use_fast_kernels("fast")
+            assert not use_fast_kernels("reference")
+    with pytest.raises(ValueError, match="kernels must be one of"):
+        use_fast_kernels("fsat")  # type: ignore[arg-type]

@@ -3,7 +3,15 @@
 from .audio_encoder import AudioEncoder
 from .config import StyleLipSyncConfig
 from .face_encoder import FaceEncoder, SaMF
-from .layers import FullyConnectedLayer, modulated_conv2d, reference_kernels, upfirdn2d, upsample2d
+from .layers import (
+    KERNELS,
+    FullyConnectedLayer,
+    KernelModule,
+    Kernels,
+    modulated_conv2d,
+    upfirdn2d,
+    upsample2d,
+)
 from .mals import MaLS, moving_average
 from .official import load_official_checkpoint
 from .reference_encoder import ReferenceEncoder
@@ -12,6 +20,7 @@ from .stylelipsync import InferenceOutput, InferenceStyles, StyleLipSync
 from .synthesis import SynthesisBlock, SynthesisLayer, SynthesisNetwork, ToRGBLayer
 
 __all__ = [
+    "KERNELS",
     "PRECISIONS",
     "AudioEncoder",
     "FaceEncoder",
@@ -19,6 +28,8 @@ __all__ = [
     "InferenceOutput",
     "InferenceRunner",
     "InferenceStyles",
+    "KernelModule",
+    "Kernels",
     "MaLS",
     "ReferenceEncoder",
     "SaMF",
@@ -32,7 +43,6 @@ __all__ = [
     "load_official_checkpoint",
     "modulated_conv2d",
     "moving_average",
-    "reference_kernels",
     "upfirdn2d",
     "upsample2d",
 ]

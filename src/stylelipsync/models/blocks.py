@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import fast_kernels_active, to_channels_last
+from .layers import KernelModule, to_channels_last
 
 MOMENT_BLOCK_ELEMENTS = 1 << 18
 """Elements per step of the blocked variance in ``instance_norm_relu_`` (1 MiB of float32 temporaries)."""
@@ -38,10 +38,11 @@ def instance_norm_relu_(
     return x.relu_()
 
 
-class ConvBlock(nn.Module):
+class ConvBlock(KernelModule):
     """Conv k×k (bias, same padding) → InstanceNorm (affine) → ReLU, then AvgPool 2×2 if ``downsample``.
 
-    [N, in_channels, H, W] → [N, out_channels, H, W] (or H/2, W/2 with ``downsample``).
+    [N, in_channels, H, W] → [N, out_channels, H, W] (or H/2, W/2 with ``downsample``). The fast kernels
+    (``kernels``) fuse the normalisation and ReLU in place, on CPU in eager mode.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, downsample: bool = False):
@@ -54,7 +55,7 @@ class ConvBlock(nn.Module):
         norm = self.norm
         # on CPU, in eager mode: a compiler fuses the reference ops itself, and GPUs have fused kernels
         eager_cpu = x.device.type == "cpu" and not torch.compiler.is_compiling()
-        if fast_kernels_active() and eager_cpu and norm.affine and not norm.track_running_stats:
+        if self.fast_kernels() and eager_cpu and norm.affine and not norm.track_running_stats:
             x = self.conv(to_channels_last(x))
             instance_norm_relu_(to_channels_last(x), norm.weight, norm.bias, norm.eps)
         else:

@@ -10,7 +10,7 @@ from torch import nn
 
 from .blocks import ConvBlock
 from .config import StyleLipSyncConfig
-from .layers import fast_kernels_active
+from .layers import KernelModule
 from .synthesis import CPU_SPLIT_RESOLUTION, SynthesisLayer
 
 
@@ -31,7 +31,7 @@ class SaMF(SynthesisLayer):
         return torch.sigmoid(super().forward(feature, w, "none", fused_modconv))
 
 
-class FaceEncoder(nn.Module):
+class FaceEncoder(KernelModule):
     """Non-residual down-sampling encoder over the masked frame, plus one SaMF gate per feature level.
 
     [N, 3, R, R] → f_enc0 (7×7, C_R at R²) → f_enc1..n (3×3 conv, IN, ReLU, AvgPool ↓2), giving
@@ -58,7 +58,7 @@ class FaceEncoder(nn.Module):
             )
         first = 1
         features: list[torch.Tensor] = []
-        if fast_kernels_active() and x.device.type == "cpu" and x.shape[0] > 1:
+        if self.fast_kernels() and x.device.type == "cpu" and x.shape[0] > 1:
             # high-resolution levels one sample at a time (see CPU_SPLIT_RESOLUTION)
             while first <= self.num_levels and self.resolution >> (first - 1) >= CPU_SPLIT_RESOLUTION:
                 first += 1

@@ -5,18 +5,17 @@ reproduce the official outputs: ``upfirdn2d`` semantics for the [1, 3, 3, 1] low
 convolution + FIR scheme of ``conv2d_resample`` for 2× up-sampling, and weight (de)modulation with the
 ∞-norm pre-normalisation the official StyleLipSync code always applies (spec §2.6, numerical notes).
 
-Inference kernels (``*_fast``): the same maths in channels-last layout with in-place epilogues, used
-whenever no autograd graph is built (see ``fast_kernels_active``). On CPU they avoid what dominated the
-profile of the reference operators at 256²: the grouped convolution (5–10× slower than a plain one in
-oneDNN), per-sample weight modulation of 512-channel kernels, the zero-insertion FIR over a padded copy,
-and fresh full-size temporaries. ``reference_kernels()`` switches them off (equivalence tests, benchmarks).
+Inference kernels (``*_fast``): the same maths in channels-last layout with in-place epilogues. On CPU
+they avoid what dominated the profile of the reference operators at 256²: the grouped convolution (5–10×
+slower than a plain one in oneDNN), per-sample weight modulation of 512-channel kernels, the zero-insertion
+FIR over a padded copy, and fresh full-size temporaries. Which of the two a module runs is its ``kernels``
+setting (``KernelModule``): "reference", "fast" or "auto" (fast exactly when no autograd graph is built).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from typing import Literal, Self
 
 import torch
 import torch.nn.functional as F
@@ -27,28 +26,57 @@ LRELU_GAIN = math.sqrt(2.0)
 DEMOD_EPS = 1e-8
 CHANNELS_LAST = torch.channels_last
 
-_fast_kernels = True
+Kernels = Literal["reference", "fast", "auto"]
+KERNELS: tuple[str, ...] = ("reference", "fast", "auto")
 
 
-@contextmanager
-def reference_kernels() -> Iterator[None]:
-    """Run the unoptimised reference operators inside the block (NCHW, grouped modulated convolution,
-    zero-insertion FIR): the path the official-equivalence test was written against.
+def use_fast_kernels(kernels: Kernels) -> bool:
+    """Whether a module set to ``kernels`` runs the fast inference kernels in the current autograd mode.
 
-    The switch is process-wide (a plain flag, so that ``torch.compile`` can guard on it without a graph
-    break); use it from one thread at a time.
+    "auto": exactly when no autograd graph is being built (``torch.is_grad_enabled()`` is False), so
+    training gets the differentiable reference operators and inference the fast ones. "reference": never.
+    "fast": always, and an error when a graph is being built: the fast kernels work in place and were never
+    written or checked for backward, so a silent fallback would hide a slow path and gradients would be wrong.
     """
-    global _fast_kernels
-    before, _fast_kernels = _fast_kernels, False
-    try:
-        yield
-    finally:
-        _fast_kernels = before
+    if kernels == "auto":
+        return not torch.is_grad_enabled()
+    if kernels == "reference":
+        return False
+    if kernels != "fast":
+        raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            "kernels='fast' but autograd is recording: the fast inference kernels compute in place and have "
+            "no checked backward. Run the model under torch.no_grad() / torch.inference_mode(), or call "
+            "model.set_kernels('auto') (fast without gradients, reference with) or set_kernels('reference')."
+        )
+    return True
 
 
-def fast_kernels_active() -> bool:
-    """True when the inference kernels are used: not switched off and no autograd graph being built."""
-    return _fast_kernels and not torch.is_grad_enabled()
+class KernelModule(nn.Module):
+    """A module with fast inference kernels next to the reference operators; ``kernels`` picks one.
+
+    The setting is a plain attribute per module (``torch.compile`` guards on it without a graph break);
+    ``set_kernels`` sets it on this module and every ``KernelModule`` below it, so a runner sets the whole
+    network with one call. Default "auto" (see ``use_fast_kernels``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernels: Kernels = "auto"
+
+    def set_kernels(self, kernels: Kernels) -> Self:
+        """Choose the kernels of this module and all its sub-modules; returns self (for chaining)."""
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
+        for module in self.modules():
+            if isinstance(module, KernelModule):
+                module.kernels = kernels
+        return self
+
+    def fast_kernels(self) -> bool:
+        """True when this module runs its fast kernels now (its setting and the autograd mode)."""
+        return use_fast_kernels(self.kernels)
 
 
 def make_resample_filter(taps: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0)) -> torch.Tensor:

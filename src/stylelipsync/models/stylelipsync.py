@@ -18,6 +18,7 @@ from ..errors import CheckpointError
 from .audio_encoder import AudioEncoder
 from .config import StyleLipSyncConfig
 from .face_encoder import FaceEncoder
+from .layers import KernelModule
 from .mals import MaLS
 from .reference_encoder import ReferenceEncoder
 from .synthesis import NoiseMode, SynthesisNetwork
@@ -68,12 +69,15 @@ def describe_mismatch(expected: dict[str, torch.Size], found: dict[str, torch.Si
     return "; ".join(parts)
 
 
-class StyleLipSync(nn.Module):
+class StyleLipSync(KernelModule):
     """The full generator. Submodule names match the official checkpoint (``lip_encoder`` is E_ref).
 
     ``w_avg`` [style_dim] is a buffer (saved by ``save_pretrained``; the official checkpoint keeps it in a
-    separate file, see ``load_official_checkpoint``). ``fused_modconv`` chooses the modulated-convolution
-    path of the decoder: ``None`` = fused grouped convolution in eval mode, per-batch in training mode.
+    separate file, see ``load_official_checkpoint``). ``set_kernels("reference" | "fast" | "auto")`` chooses
+    the operators of the decoder, the face encoder, its SaMF gates and the encoder stems for the whole model
+    (``layers.KernelModule``; default "auto": fast kernels exactly when no autograd graph is built), and
+    whoever runs the model sets it. ``fused_modconv`` picks the reference modulated convolution: ``None`` =
+    fused grouped convolution in eval mode, per-batch in training mode.
     """
 
     w_avg: torch.Tensor

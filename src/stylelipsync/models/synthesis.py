@@ -15,9 +15,9 @@ from torch import nn
 from .layers import (
     LRELU_GAIN,
     FullyConnectedLayer,
+    KernelModule,
     bias_lrelu,
     bias_lrelu_,
-    fast_kernels_active,
     make_resample_filter,
     modulated_1x1_fast,
     modulated_conv2d,
@@ -45,11 +45,13 @@ def _check_noise_mode(noise_mode: str) -> None:
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
 
 
-class SynthesisLayer(nn.Module):
+class SynthesisLayer(KernelModule):
     """Modulated 3×3 convolution (optionally 2× up-sampling) + noise + bias + leaky ReLU·√2.
 
     x: [B, in_channels, R/up, R/up], w: [B, w_dim] → [B, out_channels, R, R].
     ``use_noise=False`` drops the noise input and its parameters (used by the SaMF gates).
+    ``fused_modconv`` only matters with the reference kernels (``kernels``, see ``KernelModule``): grouped
+    convolution (True) or modulated activations (False); None = grouped in eval mode, not in training mode.
     """
 
     resample_filter: torch.Tensor
@@ -97,7 +99,7 @@ class SynthesisLayer(nn.Module):
     ) -> torch.Tensor:
         _check_noise_mode(noise_mode)
         styles = self.affine(w)
-        if fused_modconv is None and fast_kernels_active():
+        if self.fast_kernels():
             y, coef = modulated_conv2d_fast(
                 x,
                 self.weight,
@@ -128,7 +130,7 @@ class SynthesisLayer(nn.Module):
         )
 
 
-class ToRGBLayer(nn.Module):
+class ToRGBLayer(KernelModule):
     """Modulated 1×1 convolution to RGB, without demodulation, plus bias (linear output).
 
     x: [B, in_channels, R, R], w: [B, w_dim] → [B, out_channels, R, R].
@@ -145,7 +147,7 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool | None = None) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        if fused_modconv is None and fast_kernels_active() and self.weight.shape[-1] == 1:
+        if self.fast_kernels() and self.weight.shape[-1] == 1:
             y = modulated_1x1_fast(x, self.weight, styles)
             return y.add_(self.bias.to(y.dtype).reshape(1, -1, 1, 1))
         fused = (not self.training) if fused_modconv is None else fused_modconv
@@ -156,7 +158,7 @@ class ToRGBLayer(nn.Module):
         return f"in_channels={self.in_channels}, out_channels={self.out_channels}"
 
 
-class SynthesisBlock(nn.Module):
+class SynthesisBlock(KernelModule):
     """One decoder resolution: [SaMF blend →] conv0 (up×2) → conv1 → toRGB added to the up-sampled image.
 
     b4 (``in_channels == 0``) starts from a learned constant [C, 4, 4] and has no conv0.
@@ -197,7 +199,7 @@ class SynthesisBlock(nn.Module):
         fused_modconv: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         w_iter = iter(ws.unbind(dim=1))
-        fast = fused_modconv is None and fast_kernels_active()
+        fast = self.fast_kernels()
         if self.in_channels == 0:
             x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
             x = self.conv1(x, next(w_iter), noise_mode, fused_modconv)
@@ -225,12 +227,14 @@ class SynthesisBlock(nn.Module):
         )
 
 
-class SynthesisNetwork(nn.Module):
+class SynthesisNetwork(KernelModule):
     """StyleGAN2 synthesis network, skip architecture, no mapping network.
 
     ws [B, num_ws, w_dim] → image [B, img_channels, R, R] (not clamped). Blocks: attributes ``b4`` … ``bR``.
     ``features``/``gates``: one entry per block above b4, coarsest first (b8 gets the 4×4 feature); a ``None``
     feature skips SaMF for that block, and ``features=None`` gives the plain StyleGAN2 decoder.
+    ``set_kernels`` chooses reference operators or fast inference kernels for all blocks (``KernelModule``);
+    ``fused_modconv`` picks a variant of the reference ones (``SynthesisLayer``).
     """
 
     def __init__(
@@ -281,7 +285,7 @@ class SynthesisNetwork(nn.Module):
             gate = gates[i - 1] if gates is not None and i > 0 else None
             calls.append((block, block_ws, feature, gate))
         split = len(calls)
-        if fused_modconv is None and fast_kernels_active() and ws.device.type == "cpu" and ws.shape[0] > 1:
+        if self.fast_kernels() and ws.device.type == "cpu" and ws.shape[0] > 1:
             split = next((i for i, b in enumerate(blocks) if b.resolution >= CPU_SPLIT_RESOLUTION), split)
         x, img = self._run(calls[:split], None, None, slice(None), noise_mode, fused_modconv)
         if split < len(calls):

@@ -144,6 +144,7 @@ class StyleGANTask(TrainingTask):
         self.trainer = trainer
         device = trainer.device
         self.G = Generator(cfg.model, cfg.mapping_layers).to(device)
+        self.G.synthesis.set_kernels("reference")  # samples too: the operators it was trained with
         self.D = Discriminator(
             cfg.model.resolution,
             cfg.d_channel_base,

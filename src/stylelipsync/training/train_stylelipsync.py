@@ -178,7 +178,7 @@ class StyleLipSyncTask(TrainingTask):
             self.model.synthesis.requires_grad_(cfg.train_decoder)
             if cfg.freeze_audio:
                 self.model.audio_encoder.requires_grad_(False)
-        self.model.to(device)
+        self.model.to(device).set_kernels("auto")  # reference under autograd, fast for validation
         self.opt = torch.optim.Adam(self._param_groups(), lr=cfg.lr, betas=tuple(cfg.betas))
         self.syncnet: SyncNetExpert | None = None
         if cfg.syncnet:

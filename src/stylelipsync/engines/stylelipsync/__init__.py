@@ -29,6 +29,7 @@ class StyleLipSyncEngine(Engine):
     ) -> None:
         self.device = device
         self.model = model.to(device).eval()
+        self.model.set_kernels("fast")  # rendering builds no graph: fast kernels, or an error
         self.runner = InferenceRunner(self.model, device, precision=precision, compile=compile)
 
     def render(
