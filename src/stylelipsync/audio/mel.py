@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stylelipsync.media.formats import SAMPLE_RATE
+
 if TYPE_CHECKING:
     import torch
 
-SAMPLE_RATE = 16000
 N_FFT = 512
 WIN_LENGTH = 400
 HOP_LENGTH = 160

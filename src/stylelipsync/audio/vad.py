@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stylelipsync.audio.mel import SAMPLE_RATE
+from stylelipsync.media.formats import SAMPLE_RATE
 
 ENERGY_FLOOR_DB = -100.0
 # Below this loudness (dBFS, 95th percentile over frames) a clip counts as silent throughout.
@@ -125,7 +125,7 @@ class StreamingVoiceActivity:
     def __init__(
         self,
         fps: float,
-        sample_rate: int = 16000,
+        sample_rate: int = SAMPLE_RATE,
         *,
         history_s: float = 30.0,
         min_silence: float = 0.2,

@@ -43,11 +43,11 @@ from stylelipsync.evaluation.syncnet_v2 import SyncNetV2
 from stylelipsync.face.detect import landmark_box
 from stylelipsync.face.track import FaceTrack
 from stylelipsync.media import VideoReader, load_audio
+from stylelipsync.media.formats import SAMPLE_RATE
 
 VSHIFT = 15
 BATCH_SIZE = 20
 FPS = 25
-SAMPLE_RATE = 16000
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
 WINDOW = 5
 MFCC_PER_FRAME = 4

@@ -40,11 +40,9 @@ from stylelipsync.evaluation.silence_leak import mouth_motion, silence_leak
 from stylelipsync.evaluation.syncnet_v2 import WEIGHTS_HELP, load_syncnet_v2
 from stylelipsync.face.crop import crop_transform, warp_to_crop
 from stylelipsync.face.track import FaceTrack
-from stylelipsync.media import IMAGE_SUFFIXES, VideoReader, load_audio, probe
+from stylelipsync.media import VideoReader, load_audio, probe
+from stylelipsync.media.formats import IMAGE_SUFFIXES, SAMPLE_RATE, SPEECH_SOURCE_SUFFIXES, VIDEO_SUFFIXES
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
-AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".flac", ".ogg", ".aac", *VIDEO_SUFFIXES)
-SAMPLE_RATE = 16000
 FID_CROP_SIZE = 256  # the face crop of the generator (face.crop framing); Inception resizes it to 299²
 FID_BATCH = 16
 # Columns of each family, in table order.
@@ -185,7 +183,7 @@ def make_jobs(
     if not gens:
         raise MediaError("no generated video found (looked for " + ", ".join(VIDEO_SUFFIXES) + ")")
     refs = _match(gens, collect_files(reference, (*VIDEO_SUFFIXES, *IMAGE_SUFFIXES)), "reference")
-    auds = _match(gens, collect_files(audio, AUDIO_SUFFIXES), "audio")
+    auds = _match(gens, collect_files(audio, SPEECH_SOURCE_SUFFIXES), "audio")
     sils = _match(gens, collect_files(silent, VIDEO_SUFFIXES), "silence-driven")
     spks = _match(gens, collect_files(speaker, VIDEO_SUFFIXES), "speaker video")
     names = [g.stem for g in gens]

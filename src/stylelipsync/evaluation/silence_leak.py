@@ -16,6 +16,7 @@ import numpy as np
 from stylelipsync.evaluation.face_tracks import track_video
 from stylelipsync.evaluation.mouth_opening import mouth_opening
 from stylelipsync.face.track import FaceTrack
+from stylelipsync.media.formats import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def silence_leak_videos(
     return silence_leak(silent, speech)
 
 
-def write_silence(path: str | Path, seconds: float, sample_rate: int = 16000) -> Path:
+def write_silence(path: str | Path, seconds: float, sample_rate: int = SAMPLE_RATE) -> Path:
     """Write `seconds` of digital silence as a 16-bit mono WAV (the driving audio of the leak test)."""
     import wave
 

@@ -86,6 +86,7 @@ def live(
 
     from stylelipsync.live.face import LiveFace
     from stylelipsync.live.server import LiveServer, LiveSettings
+    from stylelipsync.media.formats import OUTPUT_SUFFIXES
 
     if not is_loopback(host):
         click.secho(
@@ -93,7 +94,7 @@ def live(
             fg="yellow",
             err=True,
         )
-    if record is not None and record.suffix.lower() not in (".mp4", ".mov", ".mkv"):
+    if record is not None and record.suffix.lower() not in OUTPUT_SUFFIXES:
         raise click.BadParameter(f"{record}: use a .mp4 file name", param_hint="--record")
     start = time.perf_counter()
     face = LiveFace.prepare(

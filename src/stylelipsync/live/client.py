@@ -16,8 +16,8 @@ import numpy as np
 import websockets
 from numpy.typing import NDArray
 
-from stylelipsync.audio.mel import SAMPLE_RATE
 from stylelipsync.errors import StyleLipSyncError
+from stylelipsync.media.formats import SAMPLE_RATE
 
 
 @dataclass

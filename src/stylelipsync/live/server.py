@@ -38,11 +38,11 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from numpy.typing import NDArray
 
-from stylelipsync.audio.mel import SAMPLE_RATE
 from stylelipsync.audio.mouth_shape_model import MouthShapeModel
 from stylelipsync.live.face import LiveFace
 from stylelipsync.live.session import LAG_FRAMES, AudioChunk, LiveFrame, LiveSession
 from stylelipsync.media import VideoWriter
+from stylelipsync.media.formats import SAMPLE_RATE
 
 log = logging.getLogger("stylelipsync.live")
 

@@ -30,7 +30,6 @@ import numpy as np
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
-from stylelipsync.audio.mel import SAMPLE_RATE
 from stylelipsync.audio.mouth_shape_model import MouthShapeModel
 from stylelipsync.audio.mouth_shape_stream import MouthShapeStream
 from stylelipsync.audio.vad import StreamingVoiceActivity
@@ -39,6 +38,7 @@ from stylelipsync.engines.bank.online import OnlineSelector
 from stylelipsync.engines.bank.render import Shot
 from stylelipsync.engines.bank.select import SelectionCosts
 from stylelipsync.live.face import LiveFace
+from stylelipsync.media.formats import SAMPLE_RATE
 from stylelipsync.pipelines.queues import put_unless_stopped
 
 LAG_FRAMES = 2

@@ -2,7 +2,8 @@
 
 from stylelipsync.media.audio_reader import load_audio
 from stylelipsync.media.cut import cut_clip
-from stylelipsync.media.image import IMAGE_SUFFIXES, is_image_path, read_image
+from stylelipsync.media.formats import IMAGE_SUFFIXES, SAMPLE_RATE
+from stylelipsync.media.image import is_image_path, read_image
 from stylelipsync.media.probe import MediaInfo, probe
 from stylelipsync.media.rate import to_rate
 from stylelipsync.media.video_reader import Frame, VideoReader
@@ -10,6 +11,7 @@ from stylelipsync.media.video_writer import VideoWriter
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "SAMPLE_RATE",
     "Frame",
     "MediaInfo",
     "VideoReader",

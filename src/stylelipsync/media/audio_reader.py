@@ -17,6 +17,7 @@ from stylelipsync.media.container import (
     timeline_origin,
     truncation_error,
 )
+from stylelipsync.media.formats import SAMPLE_RATE
 
 # Demuxers whose stream duration is exact (mp4/m4a track duration, flac sample count, wav data size):
 # decoded codec padding past it is cut, and a stream that stops well before it is reported as truncated.
@@ -55,7 +56,7 @@ def _channel_mean(frame: av.AudioFrame) -> np.ndarray:
     return frame.to_ndarray().mean(axis=0, dtype=np.float32)
 
 
-def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode the first audio stream of `path` (wav, mp3, m4a/aac, flac, ogg or a video) to float32 mono.
 
     Resampling uses PyAV's `AudioResampler` and keeps the channel layout; channels are then averaged (the

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from stylelipsync.media.audio_reader import load_audio
+from stylelipsync.media.formats import SAMPLE_RATE
 from stylelipsync.media.video_reader import VideoReader
 from stylelipsync.media.video_writer import VideoWriter
-
-SAMPLE_RATE = 16000
 
 
 def cut_clip(source: str | Path, target: str | Path, seconds: float) -> Path:

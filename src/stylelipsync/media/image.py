@@ -9,8 +9,7 @@ import numpy as np
 
 from stylelipsync.errors import MediaError
 from stylelipsync.media.container import check_file
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+from stylelipsync.media.formats import IMAGE_SUFFIXES
 
 
 def is_image_path(path: str | Path) -> bool:

@@ -17,11 +17,11 @@ import av.error
 import numpy as np
 
 from stylelipsync.errors import OutputError
+from stylelipsync.media.formats import OUTPUT_CONTAINERS, SAMPLE_RATE
 from stylelipsync.media.rate import to_rate
 from stylelipsync.startup_trace import FIRST_FRAME, mark
 
 AAC_FRAME_SIZE = 1024
-_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
@@ -77,7 +77,7 @@ class VideoWriter:
         width: int,
         height: int,
         audio: np.ndarray | None = None,
-        sample_rate: int = 16000,
+        sample_rate: int = SAMPLE_RATE,
         crf: int = 18,
         *,
         protect: Iterable[str | Path] = (),
@@ -93,7 +93,7 @@ class VideoWriter:
         self.encoded_height = self.height + self.height % 2
         self.sample_rate = int(sample_rate)
         self.frames_written = 0
-        fmt = _FORMATS.get(self.path.suffix.lower())
+        fmt = OUTPUT_CONTAINERS.get(self.path.suffix.lower())
         if fmt is None:
             raise OutputError(f"{self.path}: unsupported output type; use a .mp4 (or .mov/.mkv) file name.")
         self._check_protected(protect)

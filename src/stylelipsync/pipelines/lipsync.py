@@ -29,7 +29,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from stylelipsync.audio import num_mel_frames, num_video_frames
-from stylelipsync.audio.mel import SAMPLE_RATE
 from stylelipsync.engines import (
     DEFAULT_ENGINE,
     Engine,
@@ -46,6 +45,7 @@ from stylelipsync.face.mask import PoseMasker
 from stylelipsync.face.track import FaceTrack, track_face
 from stylelipsync.media import MediaInfo, VideoReader, load_audio, probe, read_image
 from stylelipsync.media.container import check_file
+from stylelipsync.media.formats import OUTPUT_SUFFIXES, SAMPLE_RATE
 from stylelipsync.media.frame_store import FrameStore
 from stylelipsync.pipelines.options import GenerateOptions, GenerateResult
 from stylelipsync.pipelines.plan import CROP_SIZE, Callback, Progress, RenderPlan, StageProgress, StageTimer
@@ -66,7 +66,6 @@ LAZY_DEVICES = ("auto", "cpu", None)
 PHOTO_FPS = 25.0
 PASS1_PREFETCH = 8
 """Frames decoded ahead of the face tracker in pass 1."""
-OUTPUT_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv"})
 AAC_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000})
 """Sample rates AAC can carry; the output keeps the speech file's own rate when it is one of them."""
 

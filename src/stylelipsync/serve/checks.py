@@ -109,7 +109,7 @@ def check_inputs(
     """Validate one upload (options already parsed by `app.parse_options`); `InputRejectedError` with a
     clear message if it cannot be dubbed."""
     from stylelipsync.errors import MediaError
-    from stylelipsync.media import load_audio, probe
+    from stylelipsync.media import SAMPLE_RATE, load_audio, probe
 
     video_path, audio_path = Path(video), Path(audio)
     names = {video_path: f'video "{labels["video"]}"', audio_path: f'audio "{labels["audio"]}"'}
@@ -133,12 +133,12 @@ def check_inputs(
     if trim and declared > max_seconds + 1:  # refuse before decoding hours of audio into memory
         raise _too_long(declared, max_seconds, trim)
     try:
-        wave = load_audio(audio_path, 16000)
+        wave = load_audio(audio_path, SAMPLE_RATE)
     except MediaError as exc:
         raise InputRejectedError("bad_audio", "audio", _relabel(str(exc), names)) from exc
     native = 25.0 if info.is_image else (info.nominal_fps if info.is_vfr else info.fps)
     fps = float(options.get("fps") or native or 25.0)
-    audio_seconds = len(wave) / 16000
+    audio_seconds = len(wave) / SAMPLE_RATE
     if audio_seconds < 1 / fps:
         raise InputRejectedError(
             "bad_audio",

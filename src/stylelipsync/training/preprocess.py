@@ -42,16 +42,18 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from stylelipsync.errors import MediaError
+from stylelipsync.media.formats import AUDIO_SUFFIXES, SAMPLE_RATE, VIDEO_SUFFIXES
 
 log = logging.getLogger("stylelipsync.training.preprocess")
 
 FPS = 25
-SAMPLE_RATE = 16_000
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg")
+VIDEO_EXTENSIONS, AUDIO_EXTENSIONS = VIDEO_SUFFIXES, AUDIO_SUFFIXES
+"""Former names, still imported by the adaptation code; new code imports ``media.formats``."""
 MIN_VALID_FRAMES = 5
-_COMPANION = re.compile(r"matching audio is (\S+?\.(?:wav|flac|mp3|m4a|aac|ogg))", re.IGNORECASE)
+_COMPANION = re.compile(
+    r"matching audio is (\S+?\.(?:" + "|".join(suffix[1:] for suffix in AUDIO_SUFFIXES) + "))", re.IGNORECASE
+)
 _VOX_ID = re.compile(r"^id\d+$")
 
 
@@ -124,7 +126,7 @@ def _clip_id(video: Path, root: Path | None) -> str:
 
 
 def _sidecar_audio(video: Path) -> Path | None:
-    for ext in AUDIO_EXTENSIONS:
+    for ext in AUDIO_SUFFIXES:
         candidate = video.with_suffix(ext)
         if candidate.is_file():
             return candidate
@@ -144,9 +146,9 @@ def collect_sources(input_path: str | Path, manifest: str | Path | None = None) 
     root: Path | None = None
     if src.is_dir():
         root = src
-        videos = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+        videos = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
         entries = [(v, None, None) for v in videos]
-    elif src.is_file() and src.suffix.lower() in VIDEO_EXTENSIONS:
+    elif src.is_file() and src.suffix.lower() in VIDEO_SUFFIXES:
         entries = [(src, None, None)]
     elif src.is_file():
         for line in src.read_text().splitlines():

@@ -21,6 +21,7 @@ from stylelipsync.face.landmarks import (
     NUM_LANDMARKS,
     RIGHT_EYE_OUTER,
 )
+from stylelipsync.media.formats import SAMPLE_RATE
 from stylelipsync.training.preprocess import FPS, SAMPLES_PER_FRAME, write_manifest
 
 
@@ -42,7 +43,7 @@ def write_synthetic_clip(
     env = _envelope(rng, num_frames)
     samples = np.arange(num_frames * SAMPLES_PER_FRAME)
     loud = np.repeat(env, SAMPLES_PER_FRAME)
-    carrier = np.sin(2 * np.pi * (180 + 40 * person) * samples / 16000) + 0.5 * rng.standard_normal(
+    carrier = np.sin(2 * np.pi * (180 + 40 * person) * samples / SAMPLE_RATE) + 0.5 * rng.standard_normal(
         len(samples)
     )
     audio = (0.3 * loud * carrier + 0.003 * rng.standard_normal(len(samples))).astype(np.float32)

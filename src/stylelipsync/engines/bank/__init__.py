@@ -22,7 +22,6 @@ from scipy.ndimage import gaussian_filter1d
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from stylelipsync.audio.mel import SAMPLE_RATE
 from stylelipsync.audio.mouth_shape_model import MouthShapeModel
 from stylelipsync.audio.vad import speech_gate
 from stylelipsync.engines.bank.bank import BankVideo, MouthBank
@@ -38,6 +37,7 @@ from stylelipsync.face.mask import PoseMasker
 from stylelipsync.face.mouth_shape import mouth_shapes
 from stylelipsync.face.track import FaceTrack, track_face
 from stylelipsync.media import VideoReader, probe, read_image
+from stylelipsync.media.formats import SAMPLE_RATE
 
 if TYPE_CHECKING:
     from stylelipsync.pipelines.plan import Callback, Progress, RenderPlan, StageTimer
