@@ -16,10 +16,10 @@ from stylelipsync.errors import MediaError
 from stylelipsync.evaluation import runner
 from stylelipsync.evaluation.audio_to_mouth import AudioToMouth
 from stylelipsync.evaluation.face_tracks import track_video
+from stylelipsync.evaluation.jobs import make_jobs
 from stylelipsync.evaluation.lse import lse_score
 from stylelipsync.evaluation.mouth_opening import mouth_opening
 from stylelipsync.evaluation.offline_sync import energy_sync, predicted_sync
-from stylelipsync.evaluation.runner import make_jobs
 from stylelipsync.evaluation.syncnet_v2 import SyncNetV2, load_syncnet_v2
 from stylelipsync.media import load_audio
 

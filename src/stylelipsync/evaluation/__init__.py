@@ -1,4 +1,5 @@
-"""Evaluation metrics for dubbed videos, one family per module; `stylelipsync evaluate` drives them (runner).
+"""Evaluation metrics for dubbed videos, one family per module; `stylelipsync evaluate` drives them (jobs →
+runner → report).
 
 lse (LSE-D/LSE-C with syncnet_v2), offline_sync + audio_to_mouth (sync scores needing no downloaded weights),
 identity (CSIM), image_quality (PSNR, SSIM, LPIPS), inception + fid (FID), lip_distance (LMD), sharpness

@@ -140,14 +140,9 @@ def evaluate(**opts: object) -> None:
 
 
 def _run(**opts: object) -> None:
-    from stylelipsync.evaluation.runner import (
-        EvalConfig,
-        Evaluator,
-        format_table,
-        make_jobs,
-        write_csv,
-        write_json,
-    )
+    from stylelipsync.evaluation.jobs import make_jobs
+    from stylelipsync.evaluation.report import format_table, write_csv, write_json
+    from stylelipsync.evaluation.runner import EvalConfig, Evaluator
 
     config = EvalConfig(
         metrics=opts["metrics"],  # type: ignore[arg-type]

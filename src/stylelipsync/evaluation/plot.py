@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stylelipsync.evaluation.runner import VideoResult
+from stylelipsync.evaluation.report import VideoResult
 
 MAX_VIDEOS = 12
 

@@ -6,23 +6,24 @@ comes from a talking video, that video (the speaker's real mouth is then the ref
 `Evaluator` loads each network once and computes the requested metric families per job; a family whose
 weights were not given is reported as unavailable with the reason, never estimated some other way. Set-level
 metrics (FID) gather features over all jobs and are computed once by `Evaluator.finish`.
+
+Finding and pairing the input files is `evaluation.jobs`; the result types and the table, JSON and CSV are
+`evaluation.report`.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stylelipsync.audio import frame_energy
-from stylelipsync.errors import MediaError, StyleLipSyncError
+from stylelipsync.errors import StyleLipSyncError
 from stylelipsync.evaluation import DEFAULT_METRICS, METRICS
 from stylelipsync.evaluation.audio_to_mouth import AudioToMouth, zscore
 from stylelipsync.evaluation.face_tracks import track_video
@@ -31,39 +32,24 @@ from stylelipsync.evaluation.identity import ARCFACE_HELP, ArcFaceEmbedder, Dlib
 from stylelipsync.evaluation.image_quality import LPIPS_HELP, LPIPSMetric, match_size, psnr, ssim
 from stylelipsync.evaluation.inception import FEATURE_DIM, FID_HELP, FIDInceptionV3, load_fid_inception
 from stylelipsync.evaluation.jitter import mouth_jitter
+from stylelipsync.evaluation.jobs import Job
 from stylelipsync.evaluation.lip_distance import lmd
 from stylelipsync.evaluation.lse import lse_score
 from stylelipsync.evaluation.mouth_opening import mouth_opening
 from stylelipsync.evaluation.offline_sync import energy_sync, lagged_correlation, predicted_sync
+from stylelipsync.evaluation.report import COLUMNS, SetResult, VideoResult
 from stylelipsync.evaluation.sharpness import video_sharpness
 from stylelipsync.evaluation.silence_leak import mouth_motion, silence_leak
 from stylelipsync.evaluation.syncnet_v2 import WEIGHTS_HELP, load_syncnet_v2
 from stylelipsync.face.crop import crop_transform, warp_to_crop
 from stylelipsync.face.track import FaceTrack
 from stylelipsync.media import VideoReader, load_audio, probe
-from stylelipsync.media.formats import IMAGE_SUFFIXES, SAMPLE_RATE, SPEECH_SOURCE_SUFFIXES, VIDEO_SUFFIXES
+from stylelipsync.media.formats import IMAGE_SUFFIXES, SAMPLE_RATE
 
 FID_CROP_SIZE = 256  # the face crop of the generator (face.crop framing); Inception resizes it to 299²
 FID_BATCH = 16
-# Columns of each family, in table order.
-COLUMNS = {
-    "lse": ("lse_d", "lse_c", "av_offset"),
-    "sync": ("sync_energy", "sync_energy_lag", "sync_pred", "sync_pred_lag", "mouth_std"),
-    "csim": ("csim_dlib", "csim_arcface"),
-    "psnr": ("psnr",),
-    "ssim": ("ssim",),
-    "lpips": ("lpips",),
-    "lmd": ("lmd",),
-    "sharpness": ("mouth_sharpness",),
-    "jitter": ("mouth_jitter", "mouth_motion"),
-    "fid": ("fid",),
-    "leak": ("leak_std_silent", "leak_std_speech", "leak_ratio"),
-    "speaker": ("sync_speaker", "sync_speaker_lag"),
-}
-INTEGER_COLUMNS = {"av_offset", "sync_energy_lag", "sync_pred_lag", "sync_speaker_lag"}
 SPEAKER_MAX_LAG = 2
 """Lag search of ``sync_speaker`` in frames: both mouths follow the same audio, no audio delay to absorb."""
-SET_ROW = "all videos"
 
 
 @dataclass
@@ -88,112 +74,6 @@ class EvalConfig:
     device: str = "cpu"
 
 
-@dataclass
-class Job:
-    """One generated video and what it is compared with."""
-
-    name: str
-    generated: Path
-    reference: Path | None = None
-    audio: Path | None = None
-    silent: Path | None = None
-    speaker: Path | None = None
-    """A video of the person speaking the driving audio, in sync with it (adds ``sync_speaker``)."""
-
-
-@dataclass
-class VideoResult:
-    """Metric values of one job (None = not computed), notes, and per-frame curves for plotting."""
-
-    name: str
-    generated: str
-    reference: str | None
-    audio: str | None
-    values: dict[str, float | int | None] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    curves: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict without the per-frame curves (NaN → null)."""
-        out = asdict(self)
-        out.pop("curves")
-        out["values"] = {k: _finite(v) for k, v in self.values.items()}
-        return out
-
-
-@dataclass
-class SetResult:
-    """Metrics computed once over all videos (FID), with notes on how they were obtained or why not."""
-
-    values: dict[str, float | int | None] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict (NaN → null)."""
-        return {"values": {k: _finite(v) for k, v in self.values.items()}, "notes": list(self.notes)}
-
-
-def _finite(value: float | int | None) -> float | int | None:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return None
-    return value
-
-
-# ------------------------------------------------------------------------------------------------ inputs
-def collect_files(items: Sequence[str | Path], suffixes: Sequence[str]) -> list[Path]:
-    """Files named directly, plus the files with one of `suffixes` inside named directories (sorted)."""
-    out: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            out += sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise MediaError(f"{p}: no such file or directory")
-    return out
-
-
-def _match(generated: list[Path], others: list[Path], what: str) -> list[Path | None]:
-    """Pair each generated file with one of `others`: none, the single one, same stem, or same position."""
-    if not others:
-        return [None] * len(generated)
-    if len(others) == 1:
-        return [others[0]] * len(generated)
-    by_stem = {p.stem: p for p in others}
-    if all(g.stem in by_stem for g in generated):
-        return [by_stem[g.stem] for g in generated]
-    if len(others) == len(generated):
-        return list(others)
-    raise MediaError(
-        f"cannot pair {len(generated)} generated videos with {len(others)} {what} files: give one {what}, "
-        "as many as generated videos (same order), or files with the same names"
-    )
-
-
-def make_jobs(
-    generated: Sequence[str | Path],
-    reference: Sequence[str | Path] = (),
-    audio: Sequence[str | Path] = (),
-    silent: Sequence[str | Path] = (),
-    speaker: Sequence[str | Path] = (),
-) -> list[Job]:
-    """Jobs from CLI-style lists of files or directories."""
-    gens = collect_files(generated, VIDEO_SUFFIXES)
-    if not gens:
-        raise MediaError("no generated video found (looked for " + ", ".join(VIDEO_SUFFIXES) + ")")
-    refs = _match(gens, collect_files(reference, (*VIDEO_SUFFIXES, *IMAGE_SUFFIXES)), "reference")
-    auds = _match(gens, collect_files(audio, SPEECH_SOURCE_SUFFIXES), "audio")
-    sils = _match(gens, collect_files(silent, VIDEO_SUFFIXES), "silence-driven")
-    spks = _match(gens, collect_files(speaker, VIDEO_SUFFIXES), "speaker video")
-    names = [g.stem for g in gens]
-    if len(set(names)) < len(names):
-        names = [str(g) for g in gens]
-    rows = zip(names, gens, refs, auds, sils, spks, strict=True)
-    return [Job(n, g, r, a, s, k) for n, g, r, a, s, k in rows]
-
-
-# ------------------------------------------------------------------------------------------------ engine
 class Evaluator:
     """Loads the networks the requested metrics need once; `evaluate(job)` scores one video."""
 
@@ -542,115 +422,3 @@ class Evaluator:
 
 def _str(p: Path | None) -> str | None:
     return None if p is None else str(p)
-
-
-# ------------------------------------------------------------------------------------------------ report
-def summarise(results: Sequence[VideoResult], columns: Sequence[str]) -> dict[str, dict[str, float | int]]:
-    """Mean, std (population) and count over videos of every column with at least one finite value."""
-    out: dict[str, dict[str, float | int]] = {}
-    for col in columns:
-        vals = [float(v) for r in results if (v := r.values.get(col)) is not None and math.isfinite(float(v))]
-        if vals:
-            out[col] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
-    return out
-
-
-def _fmt(col: str, value: float | int | None) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if col in INTEGER_COLUMNS:
-        return f"{int(value):d}"
-    if col == "mouth_jitter":
-        return f"{value:.4f}"
-    return f"{value:.2f}" if col in ("psnr", "lse_d", "lse_c", "fid", "mouth_sharpness") else f"{value:.3f}"
-
-
-def _set_cells(columns: Sequence[str], set_result: SetResult | None) -> list[float | int | None] | None:
-    """The set-level value of each column, or None if there is none at all (no set row then)."""
-    if set_result is None:
-        return None
-    cells = [_finite(set_result.values.get(c)) for c in columns]
-    return cells if any(v is not None for v in cells) else None
-
-
-def format_table(
-    results: Sequence[VideoResult],
-    columns: Sequence[str],
-    markdown: bool = False,
-    set_result: SetResult | None = None,
-) -> str:
-    """Per-video rows, mean ± std, then the set-level metrics (FID); aligned text, or a Markdown table."""
-    summary = summarise(results, columns)
-    rows = [[r.name, *(_fmt(c, r.values.get(c)) for c in columns)] for r in results]
-    mean_row = ["mean ± std"]
-    for c in columns:
-        s = summary.get(c)
-        mean_row.append("–" if s is None else f"{s['mean']:.3f} ± {s['std']:.3f}")
-    set_cells = _set_cells(columns, set_result)
-    tail = [mean_row]
-    if set_cells is not None:
-        tail.append([SET_ROW, *(_fmt(c, v) for c, v in zip(columns, set_cells, strict=True))])
-    header = ["video", *columns]
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in [*rows, *tail]]
-        return "\n".join(lines)
-    table = [header, *rows, *tail]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = [
-        "  ".join(
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in table
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-    lines.insert(len(lines) - len(tail), "-" * len(lines[0]))
-    return "\n".join(lines)
-
-
-def write_json(
-    path: Path,
-    results: Sequence[VideoResult],
-    columns: Sequence[str],
-    config: EvalConfig,
-    unavailable: dict[str, str],
-    set_result: SetResult | None = None,
-) -> None:
-    """Per-video values and notes, summary, set-level metrics, unavailable metrics (why) and the config."""
-    cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
-    doc = {
-        "config": cfg,
-        "unavailable": unavailable,
-        "columns": list(columns),
-        "videos": [r.to_json() for r in results],
-        "summary": summarise(results, columns),
-        "set": (set_result or SetResult()).to_json(),
-    }
-    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-
-
-def write_csv(
-    path: Path, results: Sequence[VideoResult], columns: Sequence[str], set_result: SetResult | None = None
-) -> None:
-    """One row per video (empty cell = not computed), `mean` and `std` rows, then the set-level row (FID)."""
-    summary = summarise(results, columns)
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["video", "generated", "reference", "audio", *columns])
-        for r in results:
-            cells = [_finite(r.values.get(c)) for c in columns]
-            writer.writerow(
-                [
-                    r.name,
-                    r.generated,
-                    r.reference or "",
-                    r.audio or "",
-                    *("" if v is None else v for v in cells),
-                ]
-            )
-        for stat in ("mean", "std"):
-            writer.writerow([stat, "", "", "", *(summary[c][stat] if c in summary else "" for c in columns)])
-        set_cells = _set_cells(columns, set_result)
-        if set_cells is not None:
-            writer.writerow([SET_ROW, "", "", "", *("" if v is None else v for v in set_cells)])
