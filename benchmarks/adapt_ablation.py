@@ -32,19 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from stylelipsync.adaptation.data import TargetData, collect_pool_files, prepare_target
+from stylelipsync.adaptation.pipeline import AdaptationPipeline, AdaptOptions
+from stylelipsync.adaptation.validation import heldout_reconstruction, trim_audio, write_heldout_video
 from stylelipsync.evaluation.runner import EvalConfig, Evaluator, Job
 from stylelipsync.models import StyleLipSync
 from stylelipsync.pipelines import LipSyncPipeline, load_model
-from stylelipsync.pipelines.adaptation import (
-    AdaptationPipeline,
-    AdaptOptions,
-    TargetData,
-    collect_pool_files,
-    heldout_reconstruction,
-    prepare_target,
-    trim_audio,
-    write_heldout_video,
-)
 
 SYNC_COLUMNS = ("sync_pred", "sync_energy", "mouth_std", "lse_d", "lse_c")
 

@@ -19,21 +19,17 @@ from click.testing import CliRunner, Result
 from safetensors.torch import load_file
 from torch.utils.data import default_collate
 
+from stylelipsync.adaptation.data import prepare_target
+from stylelipsync.adaptation.output import RUN_DIR_NAME
+from stylelipsync.adaptation.pipeline import AdaptationPipeline, AdaptOptions, default_syncnet
+from stylelipsync.adaptation.task import AdaptationTask
+from stylelipsync.adaptation.validation import heldout_reconstruction
 from stylelipsync.cli import cli
 from stylelipsync.errors import CheckpointError, OutputError, StyleLipSyncError
 from stylelipsync.media import VideoReader, load_audio, probe
 from stylelipsync.models import StyleLipSync, StyleLipSyncConfig
 from stylelipsync.models.syncnet import SyncNetConfig, SyncNetExpert
 from stylelipsync.pipelines import LipSyncPipeline
-from stylelipsync.pipelines.adaptation import (
-    RUN_DIR_NAME,
-    AdaptationPipeline,
-    AdaptationTask,
-    AdaptOptions,
-    default_syncnet,
-    heldout_reconstruction,
-    prepare_target,
-)
 from stylelipsync.training.trainer import Trainer, latest_checkpoint
 
 TARGET = "deepavsr_00001.mp4"  # LRS2 160², 25 fps, own audio

@@ -16,12 +16,12 @@ from typing import Any
 import click
 
 from stylelipsync import __version__
+from stylelipsync.adaptation.cli import adapt_command
 from stylelipsync.batch.cli import batch
 from stylelipsync.cli_common import face_options, model_options, resolve_engine, user_errors
 from stylelipsync.evaluation.cli import evaluate
 from stylelipsync.live.cli import live
 from stylelipsync.serve.cli import serve
-from stylelipsync.training.adapt_cli import adapt_command
 from stylelipsync.training.cli import TRAINING_COMMANDS
 
 EXTRAS_HELP = """

@@ -4,7 +4,8 @@
 * ``dataset``/``sampler``: memory-mapped, deterministic, person-split samples;
 * ``trainer``/``config``: the one Accelerate training loop (resume, checkpoints, logging, export);
 * ``train_syncnet``, ``train_stylegan``, ``train_stylelipsync``: the SyncNet expert, the StyleGAN2 decoder and
-  StyleLipSync itself (plus few-shot adaptation);
+  StyleLipSync itself (plus the decoder-only adaptation mode that ``stylelipsync.adaptation``, the ``adapt``
+  command, builds on; nothing here imports that package or ``stylelipsync.pipelines``);
 * ``cli``: the ``preprocess``, ``train-syncnet``, ``train-stylegan``, ``train`` and ``export-checkpoint``
   commands.
 

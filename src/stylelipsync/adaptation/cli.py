@@ -1,7 +1,8 @@
 """``stylelipsync adapt``: few-shot adaptation of a model to one person (spec §5).
 
 ``stylelipsync.cli`` registers the command on the root group. The work is done by
-``stylelipsync.pipelines.adaptation``, imported only when the command runs.
+``stylelipsync.adaptation.pipeline``, imported only when the command runs: it needs the training extras and
+PyTorch, which the root CLI must not import at start-up.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def adapt_command(**opts: Any) -> None:
     """Adapt a model's decoder to the person in VIDEO and write OUTPUT (see docs/adapt.md)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        from stylelipsync.pipelines.adaptation import AdaptationPipeline, AdaptOptions
+        from stylelipsync.adaptation.pipeline import AdaptationPipeline, AdaptOptions
     except ImportError as exc:
         raise click.ClickException(
             f"adaptation needs the training extras ({exc}); install them with: pip install -e '.[train]'"
