@@ -20,13 +20,11 @@ from stylelipsync.adaptation.output import write_json_atomic
 from stylelipsync.errors import FaceNotFoundError, MediaError, OutputError, StyleLipSyncError
 from stylelipsync.media import load_audio, probe
 from stylelipsync.media.container import check_file
+from stylelipsync.media.formats import SAMPLE_RATE, SPEECH_SOURCE_SUFFIXES
 from stylelipsync.pipelines.plan import CROP_SIZE
 from stylelipsync.training.dataset import ClipInfo, read_manifest
 from stylelipsync.training.preprocess import (
-    AUDIO_EXTENSIONS,
     FPS,
-    SAMPLE_RATE,
-    VIDEO_EXTENSIONS,
     PreprocessOptions,
     preprocess,
     slice_clip,
@@ -132,7 +130,7 @@ def _write_split(clip: ClipInfo, out_dir: Path, start: int, end: int) -> None:
 def collect_pool_files(pool: str | Path | Sequence[str | Path]) -> list[Path]:
     """Audio and video files of an audio pool: a folder (searched recursively) or a list of files."""
     items = [pool] if isinstance(pool, str | Path) else list(pool)
-    suffixes = AUDIO_EXTENSIONS + VIDEO_EXTENSIONS
+    suffixes = SPEECH_SOURCE_SUFFIXES
     files: list[Path] = []
     for item in map(Path, items):
         if item.is_dir():

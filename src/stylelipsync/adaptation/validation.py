@@ -23,10 +23,11 @@ from stylelipsync.evaluation.image_quality import psnr, ssim
 from stylelipsync.face.mask import keep_mask
 from stylelipsync.media import VideoReader, VideoWriter, load_audio
 from stylelipsync.media.container import check_file
+from stylelipsync.media.formats import SAMPLE_RATE
 from stylelipsync.models import StyleLipSync
 from stylelipsync.pipelines import LipSyncPipeline
 from stylelipsync.training.dataset import ClipArrays, read_manifest
-from stylelipsync.training.preprocess import FPS, SAMPLE_RATE
+from stylelipsync.training.preprocess import FPS
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:

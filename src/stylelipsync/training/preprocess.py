@@ -48,8 +48,6 @@ log = logging.getLogger("stylelipsync.training.preprocess")
 
 FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
-VIDEO_EXTENSIONS, AUDIO_EXTENSIONS = VIDEO_SUFFIXES, AUDIO_SUFFIXES
-"""Former names, still imported by the adaptation code; new code imports ``media.formats``."""
 MIN_VALID_FRAMES = 5
 _COMPANION = re.compile(
     r"matching audio is (\S+?\.(?:" + "|".join(suffix[1:] for suffix in AUDIO_SUFFIXES) + "))", re.IGNORECASE
