@@ -18,9 +18,9 @@ from pathlib import Path
 
 from stylelipsync.adaptation.output import write_json_atomic
 from stylelipsync.errors import FaceNotFoundError, MediaError, OutputError, StyleLipSyncError
+from stylelipsync.formats import SAMPLE_RATE, SPEECH_SOURCE_SUFFIXES
 from stylelipsync.media import load_audio, probe
 from stylelipsync.media.container import check_file
-from stylelipsync.media.formats import SAMPLE_RATE, SPEECH_SOURCE_SUFFIXES
 from stylelipsync.pipelines.plan import CROP_SIZE
 from stylelipsync.training.dataset import ClipInfo, read_manifest
 from stylelipsync.training.preprocess import (

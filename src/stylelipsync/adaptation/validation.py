@@ -21,9 +21,9 @@ from stylelipsync.audio.normalization import normalize_mel
 from stylelipsync.errors import MediaError, StyleLipSyncError
 from stylelipsync.evaluation.image_quality import psnr, ssim
 from stylelipsync.face.mask import keep_mask
+from stylelipsync.formats import SAMPLE_RATE
 from stylelipsync.media import VideoReader, VideoWriter, load_audio
 from stylelipsync.media.container import check_file
-from stylelipsync.media.formats import SAMPLE_RATE
 from stylelipsync.models import StyleLipSync
 from stylelipsync.pipelines import LipSyncPipeline
 from stylelipsync.training.dataset import ClipArrays, read_manifest

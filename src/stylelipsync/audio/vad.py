@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stylelipsync.media.formats import SAMPLE_RATE
+from stylelipsync.formats import SAMPLE_RATE
 
 ENERGY_FLOOR_DB = -100.0
 # Below this loudness (dBFS, 95th percentile over frames) a clip counts as silent throughout.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stylelipsync.errors import MediaError
-from stylelipsync.media.formats import IMAGE_SUFFIXES, SPEECH_SOURCE_SUFFIXES, VIDEO_SUFFIXES
+from stylelipsync.formats import IMAGE_SUFFIXES, SPEECH_SOURCE_SUFFIXES, VIDEO_SUFFIXES
 
 
 @dataclass

@@ -42,8 +42,8 @@ from stylelipsync.evaluation.face_tracks import track_video
 from stylelipsync.evaluation.syncnet_v2 import SyncNetV2
 from stylelipsync.face.detect import landmark_box
 from stylelipsync.face.track import FaceTrack
+from stylelipsync.formats import SAMPLE_RATE
 from stylelipsync.media import VideoReader, load_audio
-from stylelipsync.media.formats import SAMPLE_RATE
 
 VSHIFT = 15
 BATCH_SIZE = 20

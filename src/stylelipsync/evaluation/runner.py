@@ -43,8 +43,8 @@ from stylelipsync.evaluation.silence_leak import mouth_motion, silence_leak
 from stylelipsync.evaluation.syncnet_v2 import WEIGHTS_HELP, load_syncnet_v2
 from stylelipsync.face.crop import crop_transform, warp_to_crop
 from stylelipsync.face.track import FaceTrack
+from stylelipsync.formats import IMAGE_SUFFIXES, SAMPLE_RATE
 from stylelipsync.media import VideoReader, load_audio, probe
-from stylelipsync.media.formats import IMAGE_SUFFIXES, SAMPLE_RATE
 
 FID_CROP_SIZE = 256  # the face crop of the generator (face.crop framing); Inception resizes it to 299²
 FID_BATCH = 16

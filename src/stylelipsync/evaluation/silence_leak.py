@@ -16,7 +16,7 @@ import numpy as np
 from stylelipsync.evaluation.face_tracks import track_video
 from stylelipsync.evaluation.mouth_opening import mouth_opening
 from stylelipsync.face.track import FaceTrack
-from stylelipsync.media.formats import SAMPLE_RATE
+from stylelipsync.formats import SAMPLE_RATE
 
 
 @dataclass(frozen=True)

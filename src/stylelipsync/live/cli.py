@@ -84,9 +84,9 @@ def live(
     """Dub a face live from speech: your microphone or a speech file, in a browser page (CPU, real time)."""
     import uvicorn
 
+    from stylelipsync.formats import OUTPUT_SUFFIXES
     from stylelipsync.live.face import LiveFace
     from stylelipsync.live.server import LiveServer, LiveSettings
-    from stylelipsync.media.formats import OUTPUT_SUFFIXES
 
     if not is_loopback(host):
         click.secho(

@@ -17,7 +17,7 @@ import websockets
 from numpy.typing import NDArray
 
 from stylelipsync.errors import StyleLipSyncError
-from stylelipsync.media.formats import SAMPLE_RATE
+from stylelipsync.formats import SAMPLE_RATE
 
 
 @dataclass

@@ -39,10 +39,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from numpy.typing import NDArray
 
 from stylelipsync.audio.mouth_shape_model import MouthShapeModel
+from stylelipsync.formats import SAMPLE_RATE
 from stylelipsync.live.face import LiveFace
 from stylelipsync.live.session import LAG_FRAMES, AudioChunk, LiveFrame, LiveSession
 from stylelipsync.media import VideoWriter
-from stylelipsync.media.formats import SAMPLE_RATE
 
 log = logging.getLogger("stylelipsync.live")
 

@@ -37,8 +37,8 @@ from stylelipsync.engines.bank import RESHAPE_TOLERANCE_CM
 from stylelipsync.engines.bank.online import OnlineSelector
 from stylelipsync.engines.bank.render import Shot
 from stylelipsync.engines.bank.select import SelectionCosts
+from stylelipsync.formats import SAMPLE_RATE
 from stylelipsync.live.face import LiveFace
-from stylelipsync.media.formats import SAMPLE_RATE
 from stylelipsync.pipelines.queues import put_unless_stopped
 
 LAG_FRAMES = 2

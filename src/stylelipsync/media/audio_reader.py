@@ -10,6 +10,7 @@ import av.error
 import numpy as np
 
 from stylelipsync.errors import MediaError
+from stylelipsync.formats import SAMPLE_RATE
 from stylelipsync.media.container import (
     audio_stream,
     ended_early,
@@ -17,7 +18,6 @@ from stylelipsync.media.container import (
     timeline_origin,
     truncation_error,
 )
-from stylelipsync.media.formats import SAMPLE_RATE
 
 # Demuxers whose stream duration is exact (mp4/m4a track duration, flac sample count, wav data size):
 # decoded codec padding past it is cut, and a stream that stops well before it is reported as truncated.

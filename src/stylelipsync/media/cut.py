@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stylelipsync.formats import SAMPLE_RATE
 from stylelipsync.media.audio_reader import load_audio
-from stylelipsync.media.formats import SAMPLE_RATE
 from stylelipsync.media.video_reader import VideoReader
 from stylelipsync.media.video_writer import VideoWriter
 

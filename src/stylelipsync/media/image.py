@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 
 from stylelipsync.errors import MediaError
+from stylelipsync.formats import IMAGE_SUFFIXES
 from stylelipsync.media.container import check_file
-from stylelipsync.media.formats import IMAGE_SUFFIXES
 
 
 def is_image_path(path: str | Path) -> bool:

@@ -17,7 +17,7 @@ import av.error
 import numpy as np
 
 from stylelipsync.errors import OutputError
-from stylelipsync.media.formats import OUTPUT_CONTAINERS, SAMPLE_RATE
+from stylelipsync.formats import OUTPUT_CONTAINERS, SAMPLE_RATE
 from stylelipsync.media.rate import to_rate
 from stylelipsync.startup_trace import FIRST_FRAME, mark
 

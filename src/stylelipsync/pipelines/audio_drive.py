@@ -28,7 +28,7 @@ from stylelipsync.audio.mel import HOP_LENGTH, MEL_FRAMES_PER_SECOND, N_FFT
 from stylelipsync.audio.normalization import mel_stats, normalize_mel
 from stylelipsync.audio.vad import GATE_RAMP_FRAMES, speech_gate  # noqa: F401  (GATE_RAMP_FRAMES: re-exported)
 from stylelipsync.audio.windows import OFFSET, WINDOW
-from stylelipsync.media.formats import SAMPLE_RATE
+from stylelipsync.formats import SAMPLE_RATE
 
 SILENCE_LOG_MEL = -5.0
 """log10 of the mel floor (1e-5): what digital silence looks like to the audio encoder."""

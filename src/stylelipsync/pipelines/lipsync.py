@@ -43,9 +43,9 @@ from stylelipsync.face.geometry import FaceModel
 from stylelipsync.face.landmarks import NUM_MESH
 from stylelipsync.face.mask import PoseMasker
 from stylelipsync.face.track import FaceTrack, track_face
+from stylelipsync.formats import OUTPUT_SUFFIXES, SAMPLE_RATE
 from stylelipsync.media import MediaInfo, VideoReader, load_audio, probe, read_image
 from stylelipsync.media.container import check_file
-from stylelipsync.media.formats import OUTPUT_SUFFIXES, SAMPLE_RATE
 from stylelipsync.media.frame_store import FrameStore
 from stylelipsync.pipelines.options import GenerateOptions, GenerateResult
 from stylelipsync.pipelines.plan import CROP_SIZE, Callback, Progress, RenderPlan, StageProgress, StageTimer

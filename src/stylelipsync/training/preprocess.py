@@ -42,7 +42,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from stylelipsync.errors import MediaError
-from stylelipsync.media.formats import AUDIO_SUFFIXES, SAMPLE_RATE, VIDEO_SUFFIXES
+from stylelipsync.formats import AUDIO_SUFFIXES, SAMPLE_RATE, VIDEO_SUFFIXES
 
 log = logging.getLogger("stylelipsync.training.preprocess")
 

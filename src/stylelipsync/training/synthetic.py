@@ -21,7 +21,7 @@ from stylelipsync.face.landmarks import (
     NUM_LANDMARKS,
     RIGHT_EYE_OUTER,
 )
-from stylelipsync.media.formats import SAMPLE_RATE
+from stylelipsync.formats import SAMPLE_RATE
 from stylelipsync.training.preprocess import FPS, SAMPLES_PER_FRAME, write_manifest
 
 

@@ -36,8 +36,8 @@ from stylelipsync.face.landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from stylelipsync.face.mask import PoseMasker
 from stylelipsync.face.mouth_shape import mouth_shapes
 from stylelipsync.face.track import FaceTrack, track_face
+from stylelipsync.formats import SAMPLE_RATE
 from stylelipsync.media import VideoReader, probe, read_image
-from stylelipsync.media.formats import SAMPLE_RATE
 
 if TYPE_CHECKING:
     from stylelipsync.pipelines.plan import Callback, Progress, RenderPlan, StageTimer

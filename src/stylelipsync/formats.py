@@ -3,6 +3,10 @@
 Inputs and outputs differ on purpose: any container FFmpeg demuxes well is accepted as an input video, but
 outputs are limited to the containers ``VideoWriter`` muxes H.264 + AAC into (``OUTPUT_CONTAINERS``).
 Suffixes are lower case with the dot; compare them with ``path.suffix.lower()``.
+
+A top-level module with no imports, like ``errors``: ``media`` and ``audio`` both need the rate, and neither
+should load the other (importing ``stylelipsync.media`` loads PyAV and OpenCV; from ``audio.mel`` that raised
+the peak memory of a 60 s ``generate`` by 28 MiB, test_generate_memory).
 """
 
 from __future__ import annotations
