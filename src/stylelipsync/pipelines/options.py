@@ -10,6 +10,7 @@ with the same message (`OptionError`). Imports neither torch nor the media stack
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from os import PathLike
@@ -38,7 +39,7 @@ class OptionError(ValueError):
 
 
 @dataclass(frozen=True, kw_only=True)
-class OptionSpec:
+class OptionSpec(ABC):
     """Which values one generate option takes and how it is written as text (a command-line value, a form
     field, a CSV cell). Subclasses say what they accept in words (`expect`), read text (`read`) and check a
     value (`accepts`); `parse` and `check` turn a refusal into the option's one message."""
@@ -46,17 +47,17 @@ class OptionSpec:
     help: str
 
     @property
+    @abstractmethod
     def expect(self) -> str:
         """The accepted values in words: the message is "<name> must be <expect>; got <value>"."""
-        raise NotImplementedError
 
+    @abstractmethod
     def read(self, text: str) -> Any:
-        """The value `text` (stripped, not empty) stands for; `ValueError` if it stands for none."""
-        raise NotImplementedError
+        """The value `text` (stripped) stands for; `ValueError` if it stands for none."""
 
+    @abstractmethod
     def accepts(self, value: Any) -> bool:
         """True if `value` (already typed) is one this option takes."""
-        raise NotImplementedError
 
     def parse(self, name: str, text: str) -> Any:
         """The value of option `name` written as `text`; `OptionError` if it is unreadable or out of range."""
