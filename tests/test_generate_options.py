@@ -183,7 +183,7 @@ def test_yes_no_flags_give_what_the_words_give() -> None:
         for name in names:
             assert unset.params[name] == getattr(defaults, name)
             flag = ("--no-" if getattr(defaults, name) else "--") + name.replace("_", "-")
-            args = ([flag, "jobs.csv"]) if command is batch else [flag]
+            args = [flag, "jobs.csv"] if command is batch else [flag]
             given = command.make_context(command.name or "", args).params[name]
             assert given == parse_option(name, "0" if getattr(defaults, name) else "yes")
 
