@@ -337,7 +337,10 @@ def test_a_local_batch_reads_row_options_and_goes_on_past_a_bad_row(
     assert result.exit_code == 1, result.output
     assert "ignoring the column(s) notes" in result.stderr
     assert f"[1/2] {tmp_path / 'out' / 'a.mp4'}: done (12 frames" in result.stdout
-    assert "[2/2]" in result.stderr and "line 3: column fps: 'fast' is not a number" in result.stderr
+    assert (
+        "[2/2]" in result.stderr
+        and "line 3: column fps: fps must be a number from 1 to 120; got 'fast'" in result.stderr
+    )
     assert "1 of 2 jobs done, 1 failed" in result.stdout
     assert probe(tmp_path / "out" / "a.mp4").fps == 12.5
     results = read_manifest(manifest_path(jobs_csv))
@@ -375,7 +378,7 @@ def test_jobs_csv_rows_options_and_problems(tmp_path: Path) -> None:
     assert first.options.loop == "hold" and first.options.batch_size == 4
     assert "line 3: video, audio and output must all be given" in str(jobs[1].problem)
     assert "line 4: ./out/1.mp4 is also the output of line 2" in str(jobs[2].problem)
-    assert "column keep-silence: 'maybe' is not true or false" in str(jobs[3].problem)
+    assert "column keep-silence: keep_silence must be true or false" in str(jobs[3].problem)
     assert "line 6" in str(jobs[4].problem) and "sideways" in str(jobs[4].problem)
     assert jobs[5].problem is None and jobs[5].video == Path("/abs/v.mp4")
     assert jobs[0].absolute().output == Path(os.path.abspath(tmp_path / "out/1.mp4"))
@@ -444,7 +447,7 @@ def test_jobs_csv_engine_and_bank_video_columns(tmp_path: Path, monkeypatch: pyt
     assert jobs[2].options.bank_video == (str(tmp_path / "long.mp4"),)
     assert jobs[3].options.bank_video == (str(tmp_path / "more" / "a.mp4"), "/abs/b.jpg")
     problems = [str(job.problem) for job in jobs]
-    assert "line 6: column engine: 'neural' is not an engine; use bank or stylelipsync" in problems[4]
+    assert "line 6: column engine: engine must be bank or stylelipsync; got 'neural'" in problems[4]
     assert "line 7: column bank_video goes with the bank engine" in problems[5]
     assert "set its engine column to bank" in problems[5]
     with_model = read_jobs(tmp_path / "jobs.csv", GenerateOptions(engine="stylelipsync"))
@@ -511,7 +514,7 @@ def test_batch_rows_choose_their_engine_and_the_results_record_it(
     "args,fragment",
     [
         (["--engine", "bank", "-c", "model"], "--engine bank renders from the video itself"),
-        (["--engine", "gan"], "'gan' is not one of 'bank', 'stylelipsync'"),
+        (["--engine", "gan"], "engine must be bank or stylelipsync; got 'gan'"),
     ],
 )
 def test_batch_refuses_a_bad_engine(tmp_path: Path, args: list[str], fragment: str) -> None:

@@ -292,10 +292,13 @@ def test_reference_frame_past_the_end(model_dir: Path, assets: dict[str, Path], 
         (["--jobs", "j.csv", "-v", "a.mp4"], "do not combine it with --video"),
         (["-v", "a.mp4", "-a", "b.wav", "-o", "c.mp4", "--face-index", "1", "--bbox", "0,0,9,9"], "not both"),
         (["-v", "a.mp4", "-a", "b.wav", "-o", "c.mp4", "--bbox", "5,5,1,1"], "X0,Y0,X1,Y1"),
-        (["-v", "a.mp4", "-a", "b.wav", "-o", "c.mp4", "--loop", "bounce"], "'bounce' is not one of"),
+        (
+            ["-v", "a.mp4", "-a", "b.wav", "-o", "c.mp4", "--loop", "bounce"],
+            "loop must be pingpong, forward or hold; got 'bounce'",
+        ),
         (
             ["-v", "a.mp4", "-a", "b.wav", "-o", "c.mp4", "--engine", "wav2lip"],
-            "'wav2lip' is not one of 'bank', 'stylelipsync'",
+            "engine must be bank or stylelipsync; got 'wav2lip'",
         ),
         (
             ["-v", "a.mp4", "-a", "b.wav", "-o", "c.mp4", "--engine", "bank", "-c", "model_dir"],
@@ -501,5 +504,5 @@ def test_jobs_csv_rows_choose_their_engine(
     )
     assert f"[2/3] {tmp_path / 'two.mp4'}: done (16 frames, faces in 16, 0.5 s, bank engine)" in result.stdout
     assert f"[2/3] {tmp_path / 'two.mp4'}: warning: the bank has few open-mouth shapes" in result.stderr
-    assert "line 4: column engine: 'Wav2Lip' is not an engine; use bank or stylelipsync" in result.stderr
+    assert "line 4: column engine: engine must be bank or stylelipsync; got 'Wav2Lip'" in result.stderr
     assert "2 of 3 jobs done, 1 failed" in result.stdout

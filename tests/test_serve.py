@@ -670,7 +670,7 @@ def test_cli_warns_when_serving_publicly_without_a_token(tmp_path: Path) -> None
     "args,fragment",
     [
         (["--engine", "bank", "--checkpoint", "model_dir"], "--engine bank renders from the video itself"),
-        (["--engine", "gan"], "'gan' is not one of 'bank', 'stylelipsync'"),
+        (["--engine", "gan"], "engine must be bank or stylelipsync; got 'gan'"),
     ],
 )
 def test_cli_refuses_a_bad_engine(tmp_path: Path, args: list[str], fragment: str) -> None:

@@ -18,7 +18,7 @@ import click
 from stylelipsync import __version__
 from stylelipsync.adaptation.cli import adapt_command
 from stylelipsync.batch.cli import batch
-from stylelipsync.cli_common import face_options, model_options, resolve_engine, user_errors
+from stylelipsync.cli_common import face_options, generate_option, model_options, resolve_engine, user_errors
 from stylelipsync.evaluation.cli import evaluate
 from stylelipsync.live.cli import live
 from stylelipsync.serve.cli import serve
@@ -68,13 +68,7 @@ Examples:
     "(engine, bank_video, fps, ...; docs/batch.md): run many jobs, continuing past failures.",
 )
 @model_options
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 256),
-    default=8,
-    show_default=True,
-    help="Frames per network call (speed/memory only; the result is the same).",
-)
+@generate_option("batch_size")
 @click.option(
     "--precision",
     type=click.Choice(["fp32", "bf16", "fp16"]),
@@ -91,47 +85,15 @@ Examples:
 @click.option(
     "--threads", type=click.IntRange(1), help="CPU threads for the networks. Default: all usable cores."
 )
-@click.option(
-    "--fps",
-    type=click.FloatRange(1, 120),
-    help="Output frame rate. Default: the input video's (its nominal rate if variable; 25 for a photo).",
-)
+@generate_option("fps")
 @face_options
-@click.option(
-    "--reference-frame",
-    type=click.IntRange(0),
-    help="Source frame used as the identity reference. Default: the first frame with a face.",
-)
-@click.option(
-    "--loop",
-    type=click.Choice(["pingpong", "forward", "hold"]),
-    default="pingpong",
-    show_default=True,
-    help="How to extend a video shorter than the audio (pingpong never jumps at the seam).",
-)
-@click.option(
-    "--trim/--no-trim",
-    default=True,
-    show_default=True,
-    help="--trim: output lasts as long as the audio. "
-    "--no-trim: keep the whole video when it is longer; the mouth closes after the audio ends.",
-)
-@click.option(
-    "--keep-silence",
-    is_flag=True,
-    help="Let the audio drive the mouth during silence too (default: close the mouth on silent stretches).",
-)
-@click.option(
-    "--crop-output", type=click.Path(path_type=Path), help="Also write the 256² face crops to this MP4."
-)
-@click.option(
-    "--bank-video",
-    type=click.Path(path_type=Path),
-    multiple=True,
-    help="Another video (or photo) of the same person whose mouths the bank engine may use too; repeat it "
-    "for several. Bank engine only.",
-)
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file (never an input).")
+@generate_option("reference_frame")
+@generate_option("loop")
+@generate_option("trim")
+@generate_option("keep_silence")
+@generate_option("crop_output")
+@generate_option("bank_video")
+@generate_option("overwrite")
 @user_errors
 def generate(**opts: Any) -> None:
     """Dub VIDEO (or a photo) with AUDIO and write OUTPUT (see docs/generate.md)."""

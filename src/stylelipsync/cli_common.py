@@ -1,9 +1,10 @@
-"""Pieces every `stylelipsync` sub-command shares: the user-error wrapper and the option groups for engine,
-model, face and network address.
+"""Pieces every `stylelipsync` sub-command shares: the user-error wrapper, the generate options as click
+options (`generate_option`, built from `GenerateOptions`' specs) and the option groups for engine, model, face
+and network address.
 
 Sub-command modules import from here, never from `stylelipsync.cli`; the root group in `stylelipsync.cli`
 imports the sub-commands and registers them (one direction: root → sub).
-Imports neither torch nor any sub-package.
+Imports no torch and, of the package, only the option definitions (`stylelipsync.pipelines.options`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,19 @@ from typing import Any, TypeVar
 import click
 
 from stylelipsync.errors import StyleLipSyncError
+from stylelipsync.pipelines.options import (
+    OPTION_SPECS,
+    Box,
+    FilePath,
+    FilePaths,
+    GenerateOptions,
+    Number,
+    OneOf,
+    OptionError,
+    OptionSpec,
+    Whole,
+    YesNo,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,20 +57,56 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _parse_bbox(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    try:
-        box = tuple(int(float(v)) for v in value.split(","))
-    except ValueError:
-        box = ()
-    if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
-        raise click.BadParameter("expected X0,Y0,X1,Y1 in pixels of the first frame, e.g. 100,80,420,460")
-    return box
+class OptionValue(click.ParamType):
+    """A generate option's command-line value, read by the option's spec: a bad value gets the same message
+    as in a service form field or a jobs CSV cell (click prefixes "Invalid value for '--NAME'")."""
+
+    def __init__(self, option: str, spec: OptionSpec) -> None:
+        self.option, self.spec = option, spec
+        self.name = "integer" if isinstance(spec, Whole) else "float" if isinstance(spec, Number) else "text"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        if isinstance(self.spec, OneOf):
+            return f"[{'|'.join(self.spec.choices)}]"
+        return "X0,Y0,X1,Y1" if isinstance(self.spec, Box) else None
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return self.spec.parse(self.option, str(value))
+        except OptionError as exc:
+            self.fail(str(exc), param, ctx)
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[click.shell_completion.CompletionItem]:
+        choices = self.spec.choices if isinstance(self.spec, OneOf) else ()
+        return [click.shell_completion.CompletionItem(c) for c in choices if c.startswith(incomplete.lower())]
 
 
-ENGINE_NAMES = ("bank", "stylelipsync")
-"""The `--engine` choices (`stylelipsync.engines.ENGINES`, repeated here so that the CLI imports no torch)."""
+_DEFAULTS = GenerateOptions()
+
+
+def generate_option(name: str) -> Callable[[F], F]:
+    """The click option ``--NAME`` for generate option `name`: type, range, default and help from
+    `GenerateOptions`. Yes/no options become flags (``--trim/--no-trim`` when on by default), path lists a
+    repeatable option."""
+    spec, default = OPTION_SPECS[name], getattr(_DEFAULTS, name)
+    flag = "--" + name.replace("_", "-")
+    if isinstance(spec, YesNo):
+        if default:
+            return click.option(f"{flag}/--no-{flag[2:]}", default=True, show_default=True, help=spec.help)
+        return click.option(flag, is_flag=True, help=spec.help)
+    if isinstance(spec, FilePath | FilePaths):
+        many = isinstance(spec, FilePaths)
+        return click.option(flag, type=click.Path(path_type=Path), multiple=many, help=spec.help)
+    ranged = f" ({spec.expect})" if isinstance(spec, Whole | Number) else ""
+    return click.option(
+        flag,
+        type=OptionValue(name, spec),
+        default=None if default is None else str(default),
+        show_default=default is not None,
+        help=spec.help + ranged,
+    )
 
 
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -78,23 +128,12 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
         help="StyleLipSync model directory, or an official .pth (with --w-avg): selects the stylelipsync "
         "engine.",
     )(func)
-    return click.option(
-        "--engine",
-        type=click.Choice(ENGINE_NAMES),
-        help="Renderer. bank: real mouths from the person's own video, chosen by the speech (the default "
-        "without --checkpoint). stylelipsync: the network (the default with --checkpoint; the shipped demo "
-        "model without one).",
-    )(func)
+    return generate_option("engine")(func)
 
 
 def face_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--face-index`` and ``--bbox``: which face to dub, shared by every command that tracks one."""
-    func = click.option(
-        "--bbox", callback=_parse_bbox, help="X0,Y0,X1,Y1: dub the face inside this box of the first frame."
-    )(func)
-    return click.option(
-        "--face-index", type=click.IntRange(0), help="With several faces: 0 = largest, 1 = next largest, …"
-    )(func)
+    return generate_option("face_index")(generate_option("bbox")(func))
 
 
 def resolve_engine(engine: str | None, checkpoint: Path | None, w_avg: Path | None) -> str:

@@ -15,7 +15,7 @@ import click
 from click.core import ParameterSource
 
 from stylelipsync.batch.jobs import Job
-from stylelipsync.cli_common import model_options, resolve_engine, user_errors
+from stylelipsync.cli_common import generate_option, model_options, resolve_engine, user_errors
 
 BATCH_EXAMPLES = """
 \b
@@ -70,14 +70,12 @@ RAY_ONLY = ("workers", "cpus_per_worker", "gpus_per_worker", "retries")
 )
 @click.option("--retry-failed", is_flag=True, help="Run again the jobs an earlier run recorded as failed.")
 @model_options
-@click.option("--batch-size", type=click.IntRange(1, 256), default=8, show_default=True)
-@click.option("--fps", type=click.FloatRange(1, 120), help="Output frame rate. Default: each input's.")
-@click.option(
-    "--loop", type=click.Choice(["pingpong", "forward", "hold"]), default="pingpong", show_default=True
-)
-@click.option("--trim/--no-trim", default=True, show_default=True)
-@click.option("--keep-silence", is_flag=True, help="Let the audio drive the mouth during silence too.")
-@click.option("--overwrite", is_flag=True, help="Replace outputs that exist but are not recorded as done.")
+@generate_option("batch_size")
+@generate_option("fps")
+@generate_option("loop")
+@generate_option("trim")
+@generate_option("keep_silence")
+@generate_option("overwrite")
 @user_errors
 def batch(
     jobs_csv: Path,

@@ -1,9 +1,11 @@
 """The jobs CSV: one dubbing job per row, columns `video,audio,output` plus optional generate options.
 
-Relative paths are taken from the CSV's folder. An option column (e.g. `engine`, `bank_video`, `fps`,
-`loop`, `keep_silence`, `bbox`) overrides the command-line value for its row; an empty cell keeps it. A row
-that cannot run (a missing path, an unreadable option value, an output shared with another row) becomes a
-job that carries its problem: it is reported failed without being run, and the other rows go on.
+Relative paths are taken from the CSV's folder. An option column (any `GenerateOptions` field, e.g. `engine`,
+`bank_video`, `fps`, `loop`, `keep_silence`, `bbox`) overrides the command-line value for its row; an empty
+cell keeps it. Cells are read by the options' specs (`pipelines.options.parse_option`), so a bad value gets
+the same message as on the command line or in a service form field. A row that cannot run (a missing path,
+an unreadable option value, an output shared with another row) becomes a job that carries its problem: it is
+reported failed without being run, and the other rows go on.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from stylelipsync.errors import MediaError
+from stylelipsync.pipelines.options import OPTION_SPECS, OptionError, parse_option
 
 PATH_COLUMNS = ("video", "audio", "output")
-_TRUE = {"1", "true", "yes", "y", "on"}
-_FALSE = {"0", "false", "no", "n", "off"}
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def option_columns(header: list[str]) -> tuple[dict[str, str], list[str]]:
         field = (name or "").strip().lower().replace("-", "_")
         if field in PATH_COLUMNS:
             continue
-        if field in _PARSERS:
+        if field in OPTION_SPECS:
             known[name] = field
         elif field:
             unknown.append(name)
@@ -131,9 +132,13 @@ def _job(row: dict[str, str], index: int, line: int, base: Path, common: Any, pa
         if not text:
             continue
         try:
-            changes[field] = _PARSERS[field](text, base)
-        except ValueError as exc:
+            changes[field] = parse_option(field, text)
+        except OptionError as exc:
             return replace(job, problem=f"{path}: line {line}: column {column}: {exc}")
+    if "crop_output" in changes:
+        changes["crop_output"] = _path(changes["crop_output"], base)
+    if "bank_video" in changes:
+        changes["bank_video"] = tuple(str(_path(p, base)) for p in changes["bank_video"])
     if changes.get("bank_video") and changes.get("engine", common.engine) == "stylelipsync":
         return replace(
             job,
@@ -147,74 +152,5 @@ def _job(row: dict[str, str], index: int, line: int, base: Path, common: Any, pa
     return replace(job, options=options)
 
 
-def _int(text: str, _base: Path) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
-
-
-def _float(text: str, _base: Path) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number, e.g. 25") from None
-
-
-def _bool(text: str, _base: Path) -> bool:
-    if text.lower() in _TRUE:
-        return True
-    if text.lower() in _FALSE:
-        return False
-    raise ValueError(f"{text!r} is not true or false")
-
-
-def _bbox(text: str, _base: Path) -> tuple[int, int, int, int]:
-    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
-    try:
-        box = tuple(int(float(p)) for p in parts)
-    except ValueError:
-        box = ()
-    if len(box) != 4:
-        raise ValueError(f'{text!r} is not X0,Y0,X1,Y1 in pixels (quote it in the CSV: "100,80,420,460")')
-    return box
-
-
-def _loop(text: str, _base: Path) -> str:
-    return text.lower()
-
-
 def _path(text: str, base: Path) -> Path:
     return Path(text) if Path(text).is_absolute() else base / text
-
-
-def _engine(text: str, _base: Path) -> str:
-    """The engine a cell names (any case); `ValueError` listing the choices."""
-    from stylelipsync.engines import ENGINES
-
-    name = text.lower()
-    if name not in ENGINES:
-        raise ValueError(f"{text!r} is not an engine; use {' or '.join(ENGINES)}")
-    return name
-
-
-def _paths(text: str, base: Path) -> tuple[str, ...]:
-    """One path, or several separated by `;` (each relative to the CSV's folder)."""
-    return tuple(str(_path(part.strip(), base)) for part in text.split(";") if part.strip())
-
-
-_PARSERS: dict[str, Callable[[str, Path], Any]] = {
-    "engine": _engine,
-    "bank_video": _paths,
-    "batch_size": _int,
-    "fps": _float,
-    "face_index": _int,
-    "bbox": _bbox,
-    "reference_frame": _int,
-    "loop": _loop,
-    "trim": _bool,
-    "keep_silence": _bool,
-    "crop_output": _path,
-    "overwrite": _bool,
-}
-"""Option columns a jobs CSV may have (hyphens or underscores), with how their cells are read."""

@@ -1,7 +1,8 @@
 """`stylelipsync live`: prepare a face once, then dub speech from the browser in real time (docs/live.md).
 
 The command is registered by `stylelipsync.cli`; FastAPI, uvicorn and the bank engine
-are imported only when the command runs.
+are imported only when the command runs. `--fps`, `--keep-silence`, `--bank-video`, `--face-index` and
+`--bbox` mean what they mean for `generate` and come from the same definitions (`GenerateOptions`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from stylelipsync.cli_common import address_options, face_options, is_loopback, user_errors
+from stylelipsync.cli_common import address_options, face_options, generate_option, is_loopback, user_errors
 
 LIVE_EXAMPLES = """
 \b
@@ -29,12 +30,7 @@ Examples:
     type=click.Path(path_type=Path),
     help="Video (or photo) of the face to dub; it is played forth and back.",
 )
-@click.option(
-    "--bank-video",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Another video of the same person talking, for more mouths (repeatable).",
-)
+@generate_option("bank_video")
 @address_options(default_port=8765)
 @click.option(
     "--record",
@@ -55,7 +51,7 @@ Examples:
     show_default=True,
     help="Use at most this much of the video.",
 )
-@click.option("--fps", type=click.FloatRange(1, 120), help="Output frame rate (default: the video's).")
+@generate_option("fps")
 @face_options
 @click.option(
     "--max-latency",
@@ -65,7 +61,7 @@ Examples:
     help="Seconds a frame may lag its audio before it is sent without a picture, so a machine too slow "
     "for the stream catches up (0: never; latency then grows on a slow machine).",
 )
-@click.option("--keep-silence", is_flag=True, help="Do not close the mouth on silence.")
+@generate_option("keep_silence")
 @user_errors
 def live(
     video: Path,

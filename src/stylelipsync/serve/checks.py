@@ -106,11 +106,13 @@ def sample_frames(path: Path, count: int) -> list[np.ndarray]:
 def check_inputs(
     video: str, audio: str, labels: dict[str, str], options: dict[str, Any], max_seconds: float
 ) -> CheckedInputs:
-    """Validate one upload (options already parsed by `app.parse_options`); `InputRejectedError` with a
-    clear message if it cannot be dubbed."""
+    """Validate one upload (options already parsed by `app.parse_options`; their defaults are
+    `GenerateOptions`'); `InputRejectedError` with a clear message if it cannot be dubbed."""
     from stylelipsync.errors import MediaError
     from stylelipsync.media import SAMPLE_RATE, load_audio, probe
+    from stylelipsync.pipelines.options import GenerateOptions
 
+    chosen = GenerateOptions().updated(**options)
     video_path, audio_path = Path(video), Path(audio)
     names = {video_path: f'video "{labels["video"]}"', audio_path: f'audio "{labels["audio"]}"'}
     try:
@@ -124,7 +126,7 @@ def check_inputs(
             f"{names[video_path]}: has no picture (audio only). Put the video or photo of the face in the "
             "video field and the speech in the audio field.",
         )
-    trim = options.get("trim", True)
+    trim = chosen.trim
     try:
         header = probe(audio_path)
     except MediaError as exc:
@@ -137,7 +139,7 @@ def check_inputs(
     except MediaError as exc:
         raise InputRejectedError("bad_audio", "audio", _relabel(str(exc), names)) from exc
     native = 25.0 if info.is_image else (info.nominal_fps if info.is_vfr else info.fps)
-    fps = float(options.get("fps") or native or 25.0)
+    fps = float(chosen.fps or native or 25.0)
     audio_seconds = len(wave) / SAMPLE_RATE
     if audio_seconds < 1 / fps:
         raise InputRejectedError(
@@ -148,7 +150,7 @@ def check_inputs(
     seconds = audio_seconds if trim else max(audio_seconds, info.video_duration)
     if seconds > max_seconds:
         raise _too_long(seconds, max_seconds, trim)
-    if options.get("bbox") is None:
+    if chosen.bbox is None:
         _check_face(video_path, names[video_path], info.is_image)
     return CheckedInputs(seconds=seconds, fps=fps)
 
