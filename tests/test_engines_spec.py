@@ -55,10 +55,10 @@ def test_a_spec_resolves_the_engine_like_the_cli_and_pickles() -> None:
 
 
 def test_load_engine_builds_the_network_load_model_loads(tiny_model_dir: Path) -> None:
-    spec = EngineSpec.resolve(checkpoint=tiny_model_dir, precision="fp32")
+    spec = EngineSpec.resolve(checkpoint=tiny_model_dir, precision="bf16")
     engine = load_engine(spec, "cpu")
     assert isinstance(engine, StyleLipSyncEngine) and engine.device == torch.device("cpu")
-    assert engine.runner.precision == "fp32" and not engine.model.training
+    assert engine.runner.precision == "bf16" and not engine.model.training
     reference = load_model(tiny_model_dir).state_dict()
     loaded = engine.model.state_dict()
     assert list(loaded) == list(reference)

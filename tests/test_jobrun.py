@@ -78,3 +78,54 @@ def test_call_outputs_include_the_crop_video() -> None:
     assert call_outputs("o.mp4", None) == [Path("o.mp4")]
     assert call_outputs("o.mp4", GenerateOptions(crop_output="c.mp4")) == [Path("o.mp4"), Path("c.mp4")]
     assert JobRun().ok is False
+
+
+def test_a_local_batch_turns_each_call_into_an_outcome(tmp_path: Path) -> None:
+    """`batch`'s local backend runs each row through `run_job`: a bug fails its row as internal (with the
+    exception and traceback), a user error with its message, a bad row without a call; the rest run."""
+    from contextlib import nullcontext
+
+    from stylelipsync.batch.jobs import Job
+    from stylelipsync.batch.report import Reporter
+    from stylelipsync.batch.runner import LocalBackend, run_batch
+
+    class Outcomes(Reporter):
+        def __init__(self) -> None:
+            self.seen: dict[str, Any] = {}
+
+        def finished(self, job: Any, outcome: Any) -> None:
+            self.seen[job.key] = outcome
+
+    class Rows:
+        def __call__(
+            self, video: Any, audio: Any, output: Any, options: Any = None, *, progress: Any = False
+        ) -> Any:
+            errors = {"bug.mp4": KeyError("frames"), "noface.mp4": FaceNotFoundError("no face found")}
+            if Path(output).name in errors:
+                raise errors[Path(output).name]
+            return Pipe()(video, audio, output, options)
+
+    opts = GenerateOptions()
+    jobs = [
+        Job(1, 2, "ok.mp4", tmp_path / "v.mp4", tmp_path / "a.wav", tmp_path / "ok.mp4", opts),
+        Job(2, 3, "bug.mp4", tmp_path / "v.mp4", tmp_path / "a.wav", tmp_path / "bug.mp4", opts),
+        Job(3, 4, "noface.mp4", tmp_path / "v.mp4", tmp_path / "a.wav", tmp_path / "noface.mp4", opts),
+        Job(
+            4,
+            5,
+            "bad.mp4",
+            None,
+            None,
+            None,
+            None,
+            problem="line 5: video, audio and output must all be given",
+        ),
+    ]
+    reporter = Outcomes()
+    summary = run_batch(jobs, lambda _todo: nullcontext(LocalBackend(Rows())), reporter)
+    assert (summary.done_now, summary.failed_now) == (1, 3)
+    ok, bug, noface, bad = (reporter.seen[k] for k in ("ok.mp4", "bug.mp4", "noface.mp4", "bad.mp4"))
+    assert ok.ok and (ok.frames, ok.frames_with_face, ok.engine) == (5, 4, "bank")
+    assert bug.internal and bug.error == "internal error: KeyError('frames')" and "Traceback" in bug.detail
+    assert not noface.internal and noface.error == "no face found"
+    assert bad.error == "line 5: video, audio and output must all be given" and bad.seconds == 0
