@@ -1,7 +1,8 @@
 """No two modules of the package import each other, directly or round a loop (issue #22).
 
-Every `import` counts, at module level and inside functions (a lazy import is still a dependency), except
-those under `if TYPE_CHECKING:`, which never run. A cycle makes the layers impossible to read and, at module
+Every `import` counts, at module level and inside functions (a lazy import is still a dependency), and so do
+the engine classes `engines.loader` imports by name from `engines.registry`; not those under
+`if TYPE_CHECKING:`, which never run. A cycle makes the layers impossible to read and, at module
 level, breaks as soon as the import order changes.
 """
 
@@ -11,6 +12,7 @@ import ast
 from pathlib import Path
 
 import stylelipsync
+from stylelipsync.engines.registry import REGISTRY
 
 ROOT = Path(stylelipsync.__file__).parent
 
@@ -94,5 +96,6 @@ def test_the_checker_sees_a_cycle() -> None:
 def test_no_module_imports_itself_round_a_loop() -> None:
     known = modules()
     graph = {name: imports(name, path, known) for name, path in known.items()}
+    graph["stylelipsync.engines.loader"] |= {where.partition(":")[0] for where in REGISTRY.values()}
     assert "stylelipsync.engines.registry" in graph["stylelipsync.engines"]  # the graph is read
     assert cycles(graph) == []
