@@ -98,18 +98,20 @@ def start_pool(
 ) -> tuple[Any, float, list[int]]:
     """A started `RayPool`; `niceness` 15 starts its workers as Ray does by default (for the comparison),
     None as the pool does. Returns (pool, start-up seconds, the workers' niceness)."""
-    from stylelipsync.batch import runner
+    from stylelipsync.engines import EngineSpec
+    from stylelipsync.remote import ray_pool
 
-    env = dict(runner.WORKER_ENV)
+    env = dict(ray_pool.WORKER_ENV)
     if niceness is not None:
-        runner.WORKER_ENV["RAY_worker_niceness"] = str(niceness)
+        ray_pool.WORKER_ENV["RAY_worker_niceness"] = str(niceness)
     try:
         start = time.perf_counter()
-        pool = runner.RayPool(workers, checkpoint, device="cpu", cpus_per_worker=threads).start()
+        spec = EngineSpec.resolve(checkpoint=checkpoint)
+        pool = ray_pool.RayPool(workers, spec, device="cpu", cpus_per_worker=threads).start()
         startup = time.perf_counter() - start
     finally:
-        runner.WORKER_ENV.clear()
-        runner.WORKER_ENV.update(env)
+        ray_pool.WORKER_ENV.clear()
+        ray_pool.WORKER_ENV.update(env)
     nice = ray.get([actor.niceness.remote() for actor in pool.actors])
     return pool, startup, nice
 

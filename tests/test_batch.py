@@ -27,12 +27,15 @@ from click.testing import CliRunner, Result
 from stylelipsync.batch.jobs import read_jobs
 from stylelipsync.batch.manifest import Manifest, Outcome, manifest_path, read_manifest
 from stylelipsync.batch.report import Reporter, Summary
-from stylelipsync.batch.runner import RayBackend, RayPool, _RayRun, remove_partials, run_batch
+from stylelipsync.batch.runner import RayBackend, _RayRun, job_outputs, run_batch
 from stylelipsync.cli import cli
+from stylelipsync.engines import EngineSpec
 from stylelipsync.errors import MediaError
+from stylelipsync.jobrun import remove_partials
 from stylelipsync.media import VideoReader, VideoWriter, load_audio, probe
 from stylelipsync.models import StyleLipSync, StyleLipSyncConfig
 from stylelipsync.pipelines import GenerateOptions, GenerateResult, LipSyncPipeline
+from stylelipsync.remote.ray_pool import RayPool
 
 CLIPS = ("deepavsr_00001.mp4", "pcavs_Audio_Source_00086.mp4", "pcavs_Pose_Source_00473.mp4")
 FRAMES = 25
@@ -138,7 +141,7 @@ def clips(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Pat
 
 @pytest.fixture(scope="module")
 def pool(ray_instance: Any, model_dir: Path) -> Iterator[RayPool]:
-    with RayPool(2, model_dir, cpus_per_worker=0.5).start() as started:
+    with RayPool(2, EngineSpec.resolve(checkpoint=model_dir), cpus_per_worker=0.5).start() as started:
         yield started
 
 
@@ -423,7 +426,7 @@ def test_remove_partials_deletes_only_this_outputs_temporary_files(tmp_path: Pat
     names = [".clip.0123abcd.part.mp4", ".clip.x.0123abcd.part.mp4", ".clipper.0123abcd.part.mp4", "clip.mp4"]
     for name in names:
         (tmp_path / name).write_text("")
-    remove_partials(job)
+    remove_partials(job_outputs(job))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names[1:], "jobs.csv"])
 
 
@@ -492,11 +495,11 @@ def test_batch_rows_choose_their_engine_and_the_results_record_it(
 ) -> None:
     made: list[FakePipeline] = []
 
-    def from_pretrained(path: Path | None = None, **loaded: Any) -> FakePipeline:
-        made.append(FakePipeline(path, **loaded))
+    def from_spec(spec: EngineSpec, device: str = "auto") -> FakePipeline:
+        made.append(FakePipeline(spec.checkpoint, engine=spec.name, device=device))
         return made[-1]
 
-    monkeypatch.setattr(LipSyncPipeline, "from_pretrained", staticmethod(from_pretrained))
+    monkeypatch.setattr(LipSyncPipeline, "from_spec", staticmethod(from_spec))
     rows = [(Path("v.mp4"), Path("a.wav"), f"out/{k}.mp4") for k in range(2)]
     jobs_csv = write_jobs(tmp_path, rows, {"engine": ["", "stylelipsync"]})
     result = invoke("batch", jobs_csv)
@@ -524,8 +527,11 @@ def test_batch_refuses_a_bad_engine(tmp_path: Path, args: list[str], fragment: s
     assert not manifest_path(jobs_csv).exists()
 
 
-def test_ray_workers_are_started_with_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`RayPool` hands its engine to every `DubbingWorker` it starts (checked on a stand-in for Ray)."""
+def test_ray_workers_are_started_with_the_engine_spec(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`RayPool` hands its engine spec, with absolute paths, to every `DubbingWorker` it starts (checked on a
+    stand-in for Ray)."""
     started: list[tuple[Any, ...]] = []
 
     class FakeActorClass:
@@ -540,10 +546,16 @@ def test_ray_workers_are_started_with_the_engine(monkeypatch: pytest.MonkeyPatch
         def remote(self, _cls: Any) -> FakeActorClass:
             return FakeActorClass()
 
-    import stylelipsync.batch.runner as runner
+    import stylelipsync.remote.ray_pool as ray_pool
 
-    monkeypatch.setattr(runner, "import_ray", FakeRay)
-    pool = RayPool(2, None, device="cpu", engine="stylelipsync")
+    monkeypatch.setattr(ray_pool, "import_ray", FakeRay)
+    pool = RayPool(2, EngineSpec("stylelipsync"), device="cpu")
     assert [pool._actor(slot) for slot in range(2)] == ["actor1", "actor2"]
-    assert [args[-1] for args in started] == ["stylelipsync", "stylelipsync"]
-    assert started[0][2] is None  # no checkpoint: the worker loads the shipped demo model for stylelipsync
+    # no checkpoint: the worker loads the shipped demo model for stylelipsync
+    assert [args[2] for args in started] == [EngineSpec("stylelipsync")] * 2
+    monkeypatch.chdir(tmp_path)
+    relative = EngineSpec.resolve(checkpoint="models/a.pth", w_avg="models/w_avg.pth", precision="bf16")
+    RayPool(1, relative)._actor(0)
+    sent = pickle.loads(pickle.dumps(started[-1][2]))
+    here = Path.cwd()
+    assert sent == EngineSpec("stylelipsync", here / "models/a.pth", here / "models/w_avg.pth", "bf16")

@@ -34,6 +34,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from stylelipsync.cli import cli
+from stylelipsync.engines import EngineSpec
 from stylelipsync.errors import StyleLipSyncError
 from stylelipsync.media import VideoReader, VideoWriter, cut_clip, load_audio, probe
 from stylelipsync.pipelines import GenerateOptions, GenerateResult
@@ -42,7 +43,7 @@ from stylelipsync.serve.app import ApiError, create_app, parse_options
 from stylelipsync.serve.db import Job, JobStore
 from stylelipsync.serve.service import JobService, ServeSettings
 from stylelipsync.serve.uploads import UploadRejectedError, receive_form
-from stylelipsync.serve.worker import WorkerPool, WorkerSpec, run_job
+from stylelipsync.serve.worker import WorkerPool, WorkerSpec, run_claimed_job
 
 CLIPS = (
     "pcavs_Audio_Source_00086.mp4",
@@ -552,7 +553,7 @@ def test_a_worker_that_does_not_stop_a_cancelled_job_is_killed_and_replaced(
     monkeypatch.setattr(worker_module, "time", SimpleNamespace(time=lambda: now[0], monotonic=time.monotonic))
     store = JobStore(tmp_path / "jobs.sqlite3")
     store.add(Job(id=str(uuid.uuid4()), status="queued", created=time.time(), video_file="v", audio_file="a"))
-    spec = WorkerSpec(str(tmp_path), str(tmp_path / "jobs.sqlite3"), None, None, "cpu", 1, os.getpid())
+    spec = WorkerSpec(str(tmp_path), str(tmp_path / "jobs.sqlite3"), EngineSpec(), "cpu", 1, os.getpid())
     pool = WorkerPool(spec, 1, store, cancel_grace=0.2)
     spawned: list[int] = []
     pool._spawn = spawned.append  # type: ignore[method-assign]
@@ -597,8 +598,8 @@ def test_the_engine_field_is_validated_and_passed_to_the_pipeline(tmp_path: Path
         seen.append(options)
         return GenerateResult(Path(output), 5, 5, 25.0, 0.1, 8, 8, 5, engine=str(options.engine))
 
-    spec = WorkerSpec(str(tmp_path), str(tmp_path / "jobs.sqlite3"), None, None, "cpu", 1, os.getpid())
-    run_job(pipe, store, job, spec)
+    spec = WorkerSpec(str(tmp_path), str(tmp_path / "jobs.sqlite3"), EngineSpec(), "cpu", 1, os.getpid())
+    run_claimed_job(pipe, store, job, spec)
     [used] = seen
     assert used.engine == "bank" and used.loop == "hold"
     done = store.get(job.id)
@@ -610,7 +611,7 @@ def test_the_server_engine_defaults_to_bank_without_a_checkpoint(tmp_path: Path,
     assert ServeSettings(data_dir=tmp_path, checkpoint=model_dir).default_engine == "stylelipsync"
     chosen = ServeSettings(data_dir=tmp_path, engine="stylelipsync")
     assert chosen.default_engine == "stylelipsync"
-    assert JobService(chosen)._worker_spec().engine == "stylelipsync"
+    assert JobService(chosen)._worker_spec().engine == EngineSpec("stylelipsync")
     health = TestClient(create_app(ServeSettings(data_dir=tmp_path))).get("/healthz").json()
     assert health["engine"] == "bank"
 

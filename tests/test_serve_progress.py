@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from stylelipsync.engines import EngineSpec
 from stylelipsync.media import VideoReader, cut_clip
 from stylelipsync.pipelines import LipSyncPipeline
 from stylelipsync.pipelines.plan import StageProgress
 from stylelipsync.serve.app import create_app
 from stylelipsync.serve.db import STAGES, Job, JobStore
 from stylelipsync.serve.service import ServeSettings
-from stylelipsync.serve.worker import WorkerSpec, run_job
+from stylelipsync.serve.worker import WorkerSpec, run_claimed_job
 
 CLIP = "pcavs_Audio_Source_00086.mp4"
 SPEECH = "pcavs_Audio_Source_00104.mp4"
@@ -122,7 +123,7 @@ def claimed(store: JobStore, video: Path, audio: Path, **options: Any) -> Job:
 
 def spec_for(root: Path) -> WorkerSpec:
     return WorkerSpec(
-        str(root), str(root / "jobs.sqlite3"), None, None, "cpu", 1, os.getppid(), progress_seconds=0
+        str(root), str(root / "jobs.sqlite3"), EngineSpec(), "cpu", 1, os.getppid(), progress_seconds=0
     )
 
 
@@ -137,7 +138,7 @@ def test_the_worker_writes_each_stage_into_the_job_row(
     assert stage == "tracking" and [s["done"] for s in stages] == [0, 0, 0]
     assert [s["total"] for s in stages] == [None, None, None]
 
-    run_job(bank, store, job, spec_for(tmp_path))
+    run_claimed_job(bank, store, job, spec_for(tmp_path))
     first, last = store.written[0], store.written[-1]
     assert set(first) == {"tracking"} and first["tracking"][1] == 25
     assert last["tracking"] == (25, 25) and last["rendering"][0] == last["rendering"][1] > 25
@@ -162,7 +163,7 @@ def test_a_job_cancelled_while_the_face_is_tracked_stops_before_rendering(
     """Tracking reports progress, so its worker notices a cancellation there (no kill needed)."""
     store = RecordingStore(tmp_path / "jobs.sqlite3", cancel_at="tracking")
     job = claimed(store, inputs["clip"], inputs["speech"])
-    run_job(bank, store, job, spec_for(tmp_path))
+    run_claimed_job(bank, store, job, spec_for(tmp_path))
     assert len(store.written) == 1 and set(store.written[0]) == {"tracking"}
     after = store.get(job.id)
     assert after is not None and after.status == "cancelled" and after.worker_pid is None

@@ -109,6 +109,7 @@ def batch(
     from stylelipsync.batch.manifest import Manifest, manifest_path
     from stylelipsync.batch.report import BarReporter
     from stylelipsync.batch.runner import run_batch
+    from stylelipsync.engines import EngineSpec
     from stylelipsync.errors import CheckpointError
     from stylelipsync.pipelines.options import GenerateOptions
 
@@ -122,21 +123,21 @@ def batch(
     for path in (checkpoint, w_avg):
         if path is not None and not path.exists():
             raise CheckpointError(f"{path} does not exist; pass a model directory or an official .pth")
+    spec = EngineSpec.resolve(engine, checkpoint, w_avg)
 
     @contextmanager
     def local(_todo: Sequence[Job]) -> Iterator[Any]:
         from stylelipsync.batch.runner import LocalBackend
         from stylelipsync.pipelines import LipSyncPipeline
 
-        yield LocalBackend(
-            LipSyncPipeline.from_pretrained(checkpoint, w_avg=w_avg, device=device, engine=engine)
-        )
+        yield LocalBackend(LipSyncPipeline.from_spec(spec, device))
 
     @contextmanager
     def on_ray(todo: Sequence[Job]) -> Iterator[Any]:
         from tqdm.auto import tqdm
 
-        from stylelipsync.batch.runner import RayBackend, RayPool, default_workers, ray_connection
+        from stylelipsync.batch.runner import RayBackend
+        from stylelipsync.remote.ray_pool import RayPool, default_workers, ray_connection
 
         assert ray_address is not None
         with ray_connection(ray_address, debug) as context:
@@ -146,7 +147,7 @@ def batch(
                 f"Ray: starting {count} worker(s)" + (f"; dashboard: http://{url}" if url else ""),
                 file=sys.stderr,
             )
-            pool = RayPool(count, checkpoint, w_avg, device, cpus_per_worker, gpus_per_worker, engine=engine)
+            pool = RayPool(count, spec, device, cpus_per_worker, gpus_per_worker)
             with pool.start():
                 yield RayBackend(pool, retries)
 

@@ -8,7 +8,8 @@ twice per job:
 * `render(inputs, plan, sources, collected, …)` after pass 1: writes every output frame and returns an
   `EngineReport`.
 
-A new engine is a new folder under `engines/` with a class registered in `engines.registry`.
+A new engine is a new folder under `engines/` with a class registered in `engines.registry`; `from_spec`
+builds it from an `EngineSpec` (the default: a class that takes no settings).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:
+    import torch
+
+    from stylelipsync.engines.spec import EngineSpec
     from stylelipsync.pipelines.options import GenerateOptions
     from stylelipsync.pipelines.plan import Callback, Progress, RenderPlan, StageTimer
     from stylelipsync.pipelines.sources import SourceFrames
@@ -63,6 +67,14 @@ class Engine(ABC):
     """A renderer of the lower face; see the module docstring."""
 
     name: ClassVar[str]
+    preload: ClassVar[bool] = False
+    """True: a pipeline made for this engine builds it at once (loading model weights there shows a bad
+    checkpoint before any job); False: on its first call."""
+
+    @classmethod
+    def from_spec(cls, spec: EngineSpec, device: str | torch.device | None = None) -> Engine:
+        """The engine `spec` describes, on `device` if it runs a network (see `loader.load_engine`)."""
+        return cls()
 
     def collector(self, inputs: EngineInputs) -> FrameCollector | None:
         """A pass-1 hook, or None if this engine needs nothing but the landmarks."""

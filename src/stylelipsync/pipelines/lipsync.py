@@ -12,6 +12,10 @@ the network runs (see `models.runtime` and docs/generate.md, Performance).
     pipe = LipSyncPipeline.from_pretrained("model_dir")
     result = pipe("person.mp4", "speech.wav", "dubbed.mp4", loop="pingpong")
     print(result.summary())
+
+Engines are built by `engines.loader.load_engine` from an `engines.EngineSpec` (`from_spec`); `load_model`,
+`default_checkpoint` (`engines.stylelipsync.checkpoint`) and `resolve_device` (`engines.device`) are
+re-exported here for the callers that import them from this module.
 """
 
 from __future__ import annotations
@@ -33,11 +37,14 @@ from stylelipsync.engines import (
     DEFAULT_ENGINE,
     Engine,
     EngineInputs,
+    EngineSpec,
     FrameCollector,
     check_engine,
-    create_engine,
 )
-from stylelipsync.errors import CheckpointError, FaceNotFoundError, MediaError, OutputError, StyleLipSyncError
+from stylelipsync.engines.device import resolve_device
+from stylelipsync.engines.loader import engine_class, load_engine
+from stylelipsync.engines.stylelipsync.checkpoint import default_checkpoint, load_model
+from stylelipsync.errors import FaceNotFoundError, MediaError, OutputError, StyleLipSyncError
 from stylelipsync.face.crop import crop_transforms
 from stylelipsync.face.geometry import FaceModel
 from stylelipsync.face.landmarks import NUM_MESH
@@ -68,50 +75,6 @@ PASS1_PREFETCH = 8
 """Frames decoded ahead of the face tracker in pass 1."""
 AAC_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000})
 """Sample rates AAC can carry; the output keeps the speech file's own rate when it is one of them."""
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """'auto' → CUDA if available, else CPU; asking for CUDA without a GPU is a user error."""
-    import torch
-
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise StyleLipSyncError(f"unknown device {device!r}; use auto, cpu or cuda") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise StyleLipSyncError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-    return dev
-
-
-def default_checkpoint() -> Path:
-    """Directory of the model shipped inside the package."""
-    return Path(__file__).resolve().parents[1] / "assets" / "default_model"
-
-
-def load_model(path: str | Path | None, w_avg: str | Path | None = None) -> StyleLipSync:
-    """A native model directory (or a file in one), an official `.pth` (+ `w_avg`), or the shipped model."""
-    from stylelipsync.models import StyleLipSync, load_official_checkpoint
-
-    if path is None:
-        path = default_checkpoint()
-        if not (path / "config.json").is_file():
-            raise CheckpointError(
-                f"no default model is shipped in this install ({path}); pass --checkpoint DIR"
-            )
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass a model directory or an official .pth")
-    if path.is_file() and path.name in ("config.json", "model.safetensors"):
-        path = path.parent
-    if path.is_dir():
-        if w_avg is not None:
-            raise CheckpointError(
-                f"--w-avg goes with an official .pth checkpoint, not a model directory ({path})"
-            )
-        return StyleLipSync.from_pretrained(path)
-    return load_official_checkpoint(path, w_avg=w_avg)
 
 
 def check_output(path: Path, inputs: list[Path], overwrite: bool) -> None:
@@ -214,8 +177,9 @@ class LipSyncPipeline:
         self._device = None if device in LAZY_DEVICES and model is None else resolve_device(device)
         self.precision, self.compile = precision, compile
         self._engines: dict[str, Engine] = {}
+        self._spec: EngineSpec | None = None
         if model is not None:
-            from stylelipsync.engines.stylelipsync import StyleLipSyncEngine
+            from stylelipsync.engines.stylelipsync.engine import StyleLipSyncEngine
 
             self._engines["stylelipsync"] = StyleLipSyncEngine(model, self.device, precision, compile)
         self.default_engine = check_engine(
@@ -235,17 +199,17 @@ class LipSyncPipeline:
         """A pipeline for a native model directory or an official `.pth` (+ `w_avg.pth`): the stylelipsync
         engine; with no path, the bank engine (`engine="stylelipsync"` then loads the shipped demo model)."""
         dev = device if device in LAZY_DEVICES else resolve_device(device)
-        if engine is not None:
-            check_engine(engine)
-        if w_avg is not None and path is None:
-            raise CheckpointError(f"w_avg ({w_avg}) goes with an official .pth checkpoint; give the .pth too")
-        if path is not None and engine == "bank":
-            raise CheckpointError(
-                "--checkpoint selects the stylelipsync engine; drop it to use the bank engine"
-            )
-        wants_model = path is not None or engine == "stylelipsync"
-        model = load_model(path, w_avg) if wants_model else None
-        return cls(model, device=dev, precision=precision, compile=compile, engine=engine)
+        return cls.from_spec(EngineSpec.resolve(engine, path, w_avg, precision, compile), dev)
+
+    @classmethod
+    def from_spec(cls, spec: EngineSpec, device: str | torch.device | None = "auto") -> LipSyncPipeline:
+        """A pipeline whose default engine is the one `spec` describes (`engines.loader.load_engine`); an
+        engine that loads a model is built now, so that a bad checkpoint fails here, not on the first call."""
+        pipe = cls(device=device, precision=spec.precision, compile=spec.compile, engine=spec.name)
+        pipe._spec = spec
+        if engine_class(spec.name).preload:
+            pipe.engine(spec.name)
+        return pipe
 
     @property
     def device(self) -> torch.device:
@@ -259,10 +223,10 @@ class LipSyncPipeline:
         """The engine `name` (default: the pipeline's), built on first use."""
         name = check_engine(name or self.default_engine)
         if name not in self._engines:
-            device = None if name == "bank" else self.device
-            self._engines[name] = create_engine(
-                name, device=device, precision=self.precision, compile=self.compile
-            )
+            spec = self._spec if self._spec is not None and self._spec.name == name else None
+            spec = spec or EngineSpec(name, precision=self.precision, compile=self.compile)
+            device = self._device if self._device is not None else self._device_arg
+            self._engines[name] = load_engine(spec, device)
         return self._engines[name]
 
     def use_engine(self, engine: Engine) -> None:
@@ -273,7 +237,7 @@ class LipSyncPipeline:
     @property
     def model(self) -> StyleLipSync:
         """The StyleLipSync network (loading the shipped demo model if the pipeline has none yet)."""
-        from stylelipsync.engines.stylelipsync import StyleLipSyncEngine
+        from stylelipsync.engines.stylelipsync.engine import StyleLipSyncEngine
 
         engine = self.engine("stylelipsync")
         assert isinstance(engine, StyleLipSyncEngine)
@@ -282,7 +246,7 @@ class LipSyncPipeline:
     @property
     def runner(self) -> InferenceRunner:
         """The network's inference runner (see `model`)."""
-        from stylelipsync.engines.stylelipsync import StyleLipSyncEngine
+        from stylelipsync.engines.stylelipsync.engine import StyleLipSyncEngine
 
         engine = self.engine("stylelipsync")
         assert isinstance(engine, StyleLipSyncEngine)

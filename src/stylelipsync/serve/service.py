@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from stylelipsync.engines.spec import EngineSpec
 from stylelipsync.errors import StyleLipSyncError
 from stylelipsync.serve.checks import CheckedInputs, InputRejectedError, check_inputs, init_checker, warm_up
 from stylelipsync.serve.db import Job, JobStore
@@ -78,9 +79,15 @@ class ServeSettings:
     """The engine of jobs that do not choose one; None: stylelipsync with a checkpoint, bank without."""
 
     @property
+    def engine_spec(self) -> EngineSpec:
+        """What the workers render with by default (`--engine`, `--checkpoint`, `--w-avg`), handed to them
+        whole."""
+        return EngineSpec.resolve(self.engine, self.checkpoint, self.w_avg)
+
+    @property
     def default_engine(self) -> str:
         """The engine a job renders with when its form has no `engine` field."""
-        return self.engine or ("stylelipsync" if self.checkpoint is not None else "bank")
+        return self.engine_spec.name
 
 
 class JobService:
@@ -203,13 +210,11 @@ class JobService:
         return WorkerSpec(
             data_dir=str(self.data_dir),
             db_path=str(self.data_dir / "jobs.sqlite3"),
-            checkpoint=str(s.checkpoint) if s.checkpoint else None,
-            w_avg=str(s.w_avg) if s.w_avg else None,
+            engine=s.engine_spec.absolute(),
             device=s.device,
             threads=max(1, cores // s.workers),
             parent_pid=os.getpid(),
             ray_address=s.ray_address,
-            engine=s.engine,
         )
 
     def _new_checker(self) -> ProcessPoolExecutor:

@@ -4,8 +4,10 @@ Why processes and not threads: the pipeline holds the GIL for much of its Python
 tracking, compositing, paste-back), so a thread would make status polls wait behind it; a process shares
 nothing with the event loop. It also isolates the server from the native libraries (PyAV, MediaPipe, torch):
 a crash or a leak ends one worker, which is replaced, and a job that does not stop when cancelled can be
-killed outright. Each worker loads the model once, then claims queued jobs from the SQLite table, runs the
-generate pipeline and reports its progress into the job's row.
+killed outright. Each worker builds its pipeline once from the service's `EngineSpec` (loading the model),
+then claims queued jobs from the SQLite table, runs each as one pipeline call (`jobrun.run_job`)
+and reports its progress into the job's row. With `serve --ray` the pipeline is a
+`remote.pipeline.RemotePipeline`: the call runs on a Ray worker, the job row is kept here.
 
 Cancellation is checked whenever the pipeline reports progress (every tracked frame, every rendered chunk,
 every encoded frame); in a stretch that reports none (building the mouth bank, loading the network on its
@@ -31,6 +33,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stylelipsync.engines.spec import EngineSpec
+from stylelipsync.jobrun import (
+    PROGRESS_SECONDS,
+    DubbingPipeline,
+    JobRun,
+    JobStoppedError,
+    ProgressThrottle,
+    run_job,
+)
 from stylelipsync.serve.db import RUNNING, Job, JobStore
 
 log = logging.getLogger("stylelipsync.serve")
@@ -105,21 +116,16 @@ class WorkerSpec:
 
     data_dir: str
     db_path: str
-    checkpoint: str | None
-    w_avg: str | None
+    engine: EngineSpec
+    """The pipeline's default engine and its model (`LipSyncPipeline.from_spec`); a job's `engine` option
+    wins."""
     device: str
     threads: int
     parent_pid: int
     poll_seconds: float = 0.2
-    progress_seconds: float = 0.25
+    progress_seconds: float = PROGRESS_SECONDS
     ray_address: str | None = None
-    """With `serve --ray`: run each job on a Ray worker at this address (`batch.runner.RemotePipeline`)."""
-    engine: str | None = None
-    """The pipeline's default engine (`LipSyncPipeline.from_pretrained`); a job's `engine` option wins."""
-
-
-class JobStoppedError(Exception):
-    """The running job was cancelled or deleted, or the server went away: stop working on it."""
+    """With `serve --ray`: run each job on a Ray worker at this address (`remote.pipeline.RemotePipeline`)."""
 
 
 class _Progress:
@@ -131,7 +137,7 @@ class _Progress:
 
     def __init__(self, store: JobStore, job: Job, spec: WorkerSpec) -> None:
         self.store, self.job, self.spec = store, job, spec
-        self._last = 0.0
+        self._throttle = ProgressThrottle(spec.progress_seconds)
         self._stages: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
@@ -143,18 +149,15 @@ class _Progress:
             raise JobStoppedError("the server stopped")
         with self._lock:
             self._stages[name] = (done, total)
-            now = time.monotonic()
-            if done < total and now - self._last < self.spec.progress_seconds:
+            if not self._throttle.due(done, total):
                 return
-            self._last = now
             assert self.job.run_token is not None
             if not self.store.report_progress(self.job.id, self.job.run_token, dict(self._stages)):
                 raise JobStoppedError("cancelled")
 
 
-def run_job(pipe: Any, store: JobStore, job: Job, spec: WorkerSpec) -> None:
+def run_claimed_job(pipe: DubbingPipeline, store: JobStore, job: Job, spec: WorkerSpec) -> None:
     """Run one claimed job to done, failed or stopped; the result appears only when it is complete."""
-    from stylelipsync.errors import StyleLipSyncError
     from stylelipsync.pipelines.options import GenerateOptions
 
     token = job.run_token
@@ -162,26 +165,26 @@ def run_job(pipe: Any, store: JobStore, job: Job, spec: WorkerSpec) -> None:
     folder = job_folder(spec.data_dir, job.id)
     output = folder / f"{RESULT_PREFIX}{token[:12]}.mp4"
     try:
-        options = GenerateOptions().updated(**(job.options or {}))
-        result = pipe(
-            folder / job.video_file,
-            folder / job.audio_file,
-            output,
-            options=options,
-            progress=_Progress(store, job, spec),
-        )
-        if not store.finish(job.id, token, output.name, result.frames, result.engine):
-            output.unlink(missing_ok=True)
+        try:
+            options = GenerateOptions().updated(**(job.options or {}))
+        except Exception as exc:  # checked when the job was submitted: a bug if it fails here
+            run = JobRun.failed(exc)
+        else:
+            progress = _Progress(store, job, spec)
+            run = run_job(pipe, folder / job.video_file, folder / job.audio_file, output, options, progress)
+        if run.result is not None:
+            if not store.finish(job.id, token, output.name, run.result.frames, run.result.engine):
+                output.unlink(missing_ok=True)
+        elif run.internal:
+            log.error("job %s failed with an internal error\n%s", job.id, run.detail)
+            detail = public_message(run.error, job, folder)
+            store.fail(
+                job.id, token, f"internal error ({run.error_type}: {detail}); the server log has details"
+            )
+        else:
+            store.fail(job.id, token, public_message(run.error, job, folder))
     except JobStoppedError:
         output.unlink(missing_ok=True)
-    except StyleLipSyncError as exc:
-        store.fail(job.id, token, public_message(str(exc), job, folder))
-    except Exception as exc:  # a bug must fail this job, not the worker
-        log.exception("job %s failed with an internal error", job.id)
-        detail = public_message(str(exc), job, folder)
-        store.fail(
-            job.id, token, f"internal error ({type(exc).__name__}: {detail}); the server log has details"
-        )
     finally:
         store.release(job.id, token)
 
@@ -200,17 +203,14 @@ def worker_main(spec: WorkerSpec, events: Any) -> None:
     from stylelipsync.errors import StyleLipSyncError
     from stylelipsync.pipelines import LipSyncPipeline
 
+    pipe: DubbingPipeline
     try:
         if spec.ray_address:
-            from stylelipsync.batch.runner import RemotePipeline
+            from stylelipsync.remote.pipeline import RemotePipeline
 
-            pipe: Any = RemotePipeline(
-                spec.ray_address, spec.checkpoint, spec.w_avg, spec.device, engine=spec.engine
-            )
+            pipe = RemotePipeline(spec.ray_address, spec.engine, spec.device)
         else:
-            pipe = LipSyncPipeline.from_pretrained(
-                spec.checkpoint, w_avg=spec.w_avg, device=spec.device, engine=spec.engine
-            )
+            pipe = LipSyncPipeline.from_spec(spec.engine, spec.device)
     except StyleLipSyncError as exc:
         events.put(("error", os.getpid(), str(exc)))
         return
@@ -226,7 +226,7 @@ def worker_main(spec: WorkerSpec, events: Any) -> None:
             time.sleep(spec.poll_seconds)
             continue
         log.info("job %s started (run %d)", job.id, job.runs)
-        run_job(pipe, store, job, spec)
+        run_claimed_job(pipe, store, job, spec)
         log.info("job %s ended: %s", job.id, (store.get(job.id) or job).status)
 
 

@@ -1,55 +1,10 @@
 """The StyleLipSync engine: the network of the paper (or the shipped demo model) renders the lower face.
 
-Pass 2 is `pipelines.render.Renderer` (encoders → streaming MaLS → decoder → composite), unchanged; this
-class only holds the loaded network and its inference runner.
+* `checkpoint`: finding and loading the weights (`load_model`, `default_checkpoint`); imports PyTorch only
+  when it loads;
+* `engine`: `StyleLipSyncEngine`, the loaded network and its inference runner (imports PyTorch).
 """
 
-from __future__ import annotations
+from stylelipsync.engines.stylelipsync.checkpoint import default_checkpoint, load_model
 
-from typing import TYPE_CHECKING
-
-import torch
-
-from stylelipsync.engines.base import Engine, EngineInputs, EngineReport, FrameCollector
-from stylelipsync.models import InferenceRunner, StyleLipSync
-from stylelipsync.pipelines.audio_drive import AudioDrive
-
-if TYPE_CHECKING:
-    from stylelipsync.pipelines.plan import Callback, Progress, RenderPlan, StageTimer
-    from stylelipsync.pipelines.sources import SourceFrames
-
-
-class StyleLipSyncEngine(Engine):
-    """Renders with a `StyleLipSync` network on `device` (`precision`, `compile` as in `InferenceRunner`)."""
-
-    name = "stylelipsync"
-
-    def __init__(
-        self, model: StyleLipSync, device: torch.device, precision: str = "fp32", compile: bool | str = False
-    ) -> None:
-        self.device = device
-        self.model = model.to(device).eval()
-        self.model.set_kernels("fast")  # rendering builds no graph: fast kernels, or an error
-        self.runner = InferenceRunner(self.model, device, precision=precision, compile=compile)
-
-    def render(
-        self,
-        inputs: EngineInputs,
-        plan: RenderPlan,
-        sources: SourceFrames,
-        collected: FrameCollector | None,
-        timer: StageTimer,
-        callback: Callback | None,
-        progress: Progress,
-        pipelined: bool,
-    ) -> EngineReport:
-        from stylelipsync.pipelines.render import Renderer
-
-        norm = str(getattr(self.model.config, "mel_normalization", "none"))
-        drive = AudioDrive(
-            inputs.wave, inputs.fps, inputs.num_frames, inputs.audio_frames, inputs.options.keep_silence, norm
-        )
-        renderer = Renderer(
-            self.runner, self.device, plan, sources, drive, timer, callback, progress, pipelined
-        )
-        return EngineReport(frames_with_face=renderer.run())
+__all__ = ["default_checkpoint", "load_model"]
