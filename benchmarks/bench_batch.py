@@ -98,7 +98,7 @@ def start_pool(
 ) -> tuple[Any, float, list[int]]:
     """A started `RayPool`; `niceness` 15 starts its workers as Ray does by default (for the comparison),
     None as the pool does. Returns (pool, start-up seconds, the workers' niceness)."""
-    from stylelipsync.engines import EngineSpec
+    from stylelipsync.pipelines.engines import EngineSpec
     from stylelipsync.remote import ray_pool
 
     env = dict(ray_pool.WORKER_ENV)

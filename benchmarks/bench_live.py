@@ -197,10 +197,10 @@ def heldout_sync(
 ) -> tuple[list[float], list[float]]:
     """Live (API, causal model) vs offline (full model) agreement with models that never heard the drivers."""
     from stylelipsync.audio.mouth_shape_model import MouthShapeModel
-    from stylelipsync.engines.bank import MouthBankEngine
     from stylelipsync.live import LiveFace, LiveSession
     from stylelipsync.media import VideoWriter
     from stylelipsync.pipelines import GenerateOptions, LipSyncPipeline
+    from stylelipsync.pipelines.engines.bank import MouthBankEngine
 
     live_out = args.work / "live_heldout.mp4"
     prepared = LiveFace.prepare(face)

@@ -75,9 +75,8 @@ def first_frame(marks: list[tuple[float, str]]) -> float:
 
 def import_report(top: int = 15) -> None:
     """The slowest top-level imports of `generate`'s modules in a fresh interpreter (cumulative seconds)."""
-    code = (
-        "import stylelipsync.cli, stylelipsync.pipelines, stylelipsync.engines.bank, stylelipsync.face.detect"
-    )
+    code = "import stylelipsync.cli, stylelipsync.pipelines, stylelipsync.pipelines.engines.bank"
+    code += ", stylelipsync.face.detect"
     code += "; stylelipsync.face.detect.FaceDetector().close()"
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True

@@ -211,7 +211,7 @@ def main() -> None:
     pipe = LipSyncPipeline.from_pretrained(device="cpu")
     if args.shape_model is not None:
         from stylelipsync.audio.mouth_shape_model import MouthShapeModel
-        from stylelipsync.engines.bank import MouthBankEngine
+        from stylelipsync.pipelines.engines.bank import MouthBankEngine
 
         pipe.use_engine(MouthBankEngine(shape_model=MouthShapeModel.load(args.shape_model)))
     for engine in engines:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stylelipsync.engines.registry import REGISTRY
+from stylelipsync.pipelines.engines.registry import REGISTRY
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "stylelipsync"
@@ -36,9 +36,8 @@ UPPER = (
 )
 FORBIDDEN = {
     **{low: UPPER for low in LOW_LEVEL},
-    "training": ("pipelines", "engines", "adaptation", "batch", "serve", "live", "remote", "cli"),
+    "training": ("pipelines", "adaptation", "batch", "serve", "live", "remote", "cli"),
     "pipelines": ("training", "adaptation", "evaluation", "batch", "serve", "live", "remote", "cli"),
-    "engines": ("training", "adaptation", "evaluation", "batch", "serve", "live", "remote", "cli"),
     "serve": ("batch", "live", "training", "adaptation", "cli"),
     "batch": ("serve", "live", "training", "adaptation", "cli"),
     "live": ("serve", "batch", "training", "adaptation", "cli"),
@@ -107,7 +106,7 @@ def _parents_run_first(target: str, importer: str) -> Iterator[str]:
 def import_graph() -> dict[str, set[str]]:
     """Module → the package's modules it imports at run time, the loader's by-name imports included."""
     graph = {name: imported_modules(name) for name in MODULES}
-    graph["stylelipsync.engines.loader"] |= {where.partition(":")[0] for where in REGISTRY.values()}
+    graph["stylelipsync.pipelines.engines.loader"] |= {where.partition(":")[0] for where in REGISTRY.values()}
     return graph
 
 
@@ -148,8 +147,8 @@ def test_the_import_reader_sees_what_it_should() -> None:
     TYPE_CHECKING ones."""
     assert "stylelipsync.cli_common" in GRAPH["stylelipsync.cli"]
     assert "stylelipsync.media" in GRAPH["stylelipsync.pipelines.lipsync"]
-    assert "stylelipsync.engines.bank" not in GRAPH["stylelipsync.engines.bank.render"]
-    assert "stylelipsync.engines.bank" in GRAPH["stylelipsync.engines.loader"]
+    assert "stylelipsync.pipelines.engines.bank" not in GRAPH["stylelipsync.pipelines.engines.bank.render"]
+    assert "stylelipsync.pipelines.engines.bank" in GRAPH["stylelipsync.pipelines.engines.loader"]
     tree = ast.parse(
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n    import stylelipsync.cli\n"

@@ -29,12 +29,12 @@ from stylelipsync.batch.manifest import Manifest, Outcome, manifest_path, read_m
 from stylelipsync.batch.report import Reporter, Summary
 from stylelipsync.batch.runner import RayBackend, _RayRun, job_outputs, run_batch
 from stylelipsync.cli import cli
-from stylelipsync.engines import EngineSpec
 from stylelipsync.errors import MediaError
 from stylelipsync.jobrun import remove_partials
 from stylelipsync.media import VideoReader, VideoWriter, load_audio, probe
 from stylelipsync.models import StyleLipSync, StyleLipSyncConfig
 from stylelipsync.pipelines import GenerateOptions, GenerateResult, LipSyncPipeline
+from stylelipsync.pipelines.engines import EngineSpec
 from stylelipsync.remote.ray_pool import RayPool
 
 CLIPS = ("deepavsr_00001.mp4", "pcavs_Audio_Source_00086.mp4", "pcavs_Pose_Source_00473.mp4")

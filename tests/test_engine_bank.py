@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stylelipsync.engines.bank import MouthBankEngine, quantile_map
-from stylelipsync.engines.bank.bank import BankVideo, MouthBank
-from stylelipsync.engines.bank.collect import CropCollector, kept_frames, native_side
-from stylelipsync.engines.bank.select import SelectionCosts, cuts, select
-from stylelipsync.engines.bank.warp import place, similarity, thin_plate
 from stylelipsync.errors import FaceNotFoundError
 from stylelipsync.evaluation.face_tracks import track_video
 from stylelipsync.evaluation.mouth_opening import mouth_opening
 from stylelipsync.face.track import track_face
 from stylelipsync.media import VideoReader, VideoWriter, load_audio, probe
 from stylelipsync.pipelines import LipSyncPipeline
+from stylelipsync.pipelines.engines.bank import MouthBankEngine, quantile_map
+from stylelipsync.pipelines.engines.bank.bank import BankVideo, MouthBank
+from stylelipsync.pipelines.engines.bank.collect import CropCollector, kept_frames, native_side
+from stylelipsync.pipelines.engines.bank.select import SelectionCosts, cuts, select
+from stylelipsync.pipelines.engines.bank.warp import place, similarity, thin_plate
 
 CLIP = "dreamtalk_M030_front_neutral_level1_001.mp4"  # 256², 25 fps, 94 frames, a man talking, no audio
 OTHER_CLIP = "pcavs_Audio_Source_00104.mp4"  # 224², 25 fps, 12 s, another man talking, own audio

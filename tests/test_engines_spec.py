@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylelipsync.engines import DEFAULT_ENGINE, ENGINES, Engine, EngineSpec
-from stylelipsync.engines.bank import MouthBankEngine
-from stylelipsync.engines.loader import engine_class, load_engine
-from stylelipsync.engines.registry import REGISTRY
-from stylelipsync.engines.stylelipsync import load_model
-from stylelipsync.engines.stylelipsync.engine import StyleLipSyncEngine
 from stylelipsync.errors import CheckpointError
 from stylelipsync.pipelines import LipSyncPipeline
+from stylelipsync.pipelines.engines import DEFAULT_ENGINE, ENGINES, Engine, EngineSpec
+from stylelipsync.pipelines.engines.bank import MouthBankEngine
+from stylelipsync.pipelines.engines.loader import engine_class, load_engine
+from stylelipsync.pipelines.engines.registry import REGISTRY
+from stylelipsync.pipelines.engines.stylelipsync import load_model
+from stylelipsync.pipelines.engines.stylelipsync.engine import StyleLipSyncEngine
 
 
 def test_every_registered_engine_is_an_engine_class_of_that_name() -> None:
@@ -79,18 +79,22 @@ def test_a_pipeline_from_a_spec_loads_its_model_at_once(tiny_model_dir: Path, tm
 
 
 def test_naming_an_engine_imports_no_engine_and_no_torch() -> None:
-    """`GenerateOptions` checks engine names through `stylelipsync.engines`; if that imported an engine
-    (whose modules import the pipeline's), `pipelines` and `engines` would import each other. The whole
+    """`GenerateOptions` checks engine names through `stylelipsync.pipelines.engines`; if that imported an
+    engine (whose modules import the pipeline's), `pipelines` and `engines` would import each other. The whole
     pipeline package imports no engine and no PyTorch either, until an engine is built."""
     code = (
         "import sys\n"
-        "from stylelipsync.engines import EngineSpec, check_engine\n"
+        "from stylelipsync.pipelines.engines import EngineSpec, check_engine\n"
         "from stylelipsync.pipelines import GenerateOptions, LipSyncPipeline\n"
         "GenerateOptions(engine=check_engine('stylelipsync')); EngineSpec('stylelipsync')\n"
         "print(' '.join(sorted(sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = set(out.split())
-    assert "stylelipsync.pipelines.lipsync" in loaded and "stylelipsync.engines.registry" in loaded
-    engines = {"stylelipsync.engines.bank", "stylelipsync.engines.stylelipsync.engine", "torch"}
+    assert "stylelipsync.pipelines.lipsync" in loaded and "stylelipsync.pipelines.engines.registry" in loaded
+    engines = {
+        "stylelipsync.pipelines.engines.bank",
+        "stylelipsync.pipelines.engines.stylelipsync.engine",
+        "torch",
+    }
     assert not loaded & engines

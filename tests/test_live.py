@@ -16,10 +16,10 @@ import pytest
 from stylelipsync.audio.mouth_shape_model import MouthShapeModel
 from stylelipsync.audio.mouth_shape_stream import MouthShapeStream
 from stylelipsync.audio.vad import StreamingVoiceActivity, voice_activity
-from stylelipsync.engines.bank.online import OnlineSelector
-from stylelipsync.engines.bank.select import SelectionCosts, cuts, select, unary_costs
 from stylelipsync.errors import StyleLipSyncError
 from stylelipsync.media import VideoWriter, load_audio, probe
+from stylelipsync.pipelines.engines.bank.online import OnlineSelector
+from stylelipsync.pipelines.engines.bank.select import SelectionCosts, cuts, select, unary_costs
 
 FACE = "pcavs_Audio_Source_00086.mp4"
 """A short 224² talking clip: the face the session tests dub (small, so they keep real time under load)."""

@@ -28,16 +28,16 @@ import pytest
 import soundfile as sf
 import torch
 
-import stylelipsync.engines.bank as bank_engine
+import stylelipsync.pipelines.engines.bank as bank_engine
 from stylelipsync.audio import log_mel_spectrogram
-from stylelipsync.engines.bank.bank import MouthBank
-from stylelipsync.engines.bank.collect import CropCollector
-from stylelipsync.engines.bank.select import cuts
 from stylelipsync.face.crop import warp_to_crop
 from stylelipsync.media import VideoWriter, load_audio
 from stylelipsync.models import StyleLipSync, StyleLipSyncConfig
 from stylelipsync.pipelines import FrameOutput, LipSyncPipeline
 from stylelipsync.pipelines import plan as plan_module
+from stylelipsync.pipelines.engines.bank.bank import MouthBank
+from stylelipsync.pipelines.engines.bank.collect import CropCollector
+from stylelipsync.pipelines.engines.bank.select import cuts
 
 CLIP = "dreamtalk_M030_front_neutral_level1_001.mp4"  # 256², 25 fps, 94 frames, a man talking
 SPEECH = "sadtalker_answer.wav"  # 2.15 s of speech

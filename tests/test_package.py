@@ -35,7 +35,7 @@ def test_bank_engine_start_up_imports_no_torch_librosa_or_matplotlib(media_dir: 
 import sys
 import stylelipsync.cli
 from stylelipsync.pipelines import LipSyncPipeline
-from stylelipsync.engines.bank import MouthBankEngine
+from stylelipsync.pipelines.engines.bank import MouthBankEngine
 from stylelipsync.face.detect import FaceDetector
 from stylelipsync.media import load_audio
 pipe = LipSyncPipeline.from_pretrained()

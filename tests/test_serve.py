@@ -34,10 +34,10 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from stylelipsync.cli import cli
-from stylelipsync.engines import EngineSpec
 from stylelipsync.errors import StyleLipSyncError
 from stylelipsync.media import VideoReader, VideoWriter, cut_clip, load_audio, probe
 from stylelipsync.pipelines import GenerateOptions, GenerateResult
+from stylelipsync.pipelines.engines import EngineSpec
 from stylelipsync.serve import worker as worker_module
 from stylelipsync.serve.app import ApiError, create_app, parse_options
 from stylelipsync.serve.db import Job, JobStore
@@ -577,7 +577,7 @@ def test_a_worker_that_does_not_stop_a_cancelled_job_is_killed_and_replaced(
 
 def test_the_engine_field_is_validated_and_passed_to_the_pipeline(tmp_path: Path) -> None:
     """The form's engine (any case) reaches `GenerateOptions` in the worker; the job row keeps it."""
-    from stylelipsync.engines import ENGINES
+    from stylelipsync.pipelines.engines import ENGINES
     from stylelipsync.serve import app
 
     assert app.ENGINES == ENGINES

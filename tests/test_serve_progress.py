@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from stylelipsync.engines import EngineSpec
 from stylelipsync.media import VideoReader, cut_clip
 from stylelipsync.pipelines import LipSyncPipeline
+from stylelipsync.pipelines.engines import EngineSpec
 from stylelipsync.pipelines.plan import StageProgress
 from stylelipsync.serve.app import create_app
 from stylelipsync.serve.db import STAGES, Job, JobStore

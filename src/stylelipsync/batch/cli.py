@@ -109,8 +109,8 @@ def batch(
     from stylelipsync.batch.manifest import Manifest, manifest_path
     from stylelipsync.batch.report import BarReporter
     from stylelipsync.batch.runner import run_batch
-    from stylelipsync.engines import EngineSpec
     from stylelipsync.errors import CheckpointError
+    from stylelipsync.pipelines.engines import EngineSpec
     from stylelipsync.pipelines.options import GenerateOptions
 
     try:

@@ -17,10 +17,6 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
-from stylelipsync.engines.bank import bank_video, px_per_cm
-from stylelipsync.engines.bank.bank import BankVideo, MouthBank
-from stylelipsync.engines.bank.collect import CropCollector
-from stylelipsync.engines.bank.render import MouthPainter
 from stylelipsync.errors import FaceNotFoundError, MediaError
 from stylelipsync.face.crop import crop_transforms
 from stylelipsync.face.mask import PoseMasker
@@ -28,6 +24,10 @@ from stylelipsync.face.mouth_shape import mouth_shapes
 from stylelipsync.face.track import FaceTrack, track_face
 from stylelipsync.media import VideoReader, probe, read_image
 from stylelipsync.media.frame_store import FrameStore
+from stylelipsync.pipelines.engines.bank import bank_video, px_per_cm
+from stylelipsync.pipelines.engines.bank.bank import BankVideo, MouthBank
+from stylelipsync.pipelines.engines.bank.collect import CropCollector
+from stylelipsync.pipelines.engines.bank.render import MouthPainter
 from stylelipsync.pipelines.plan import StageTimer
 from stylelipsync.pipelines.sources import open_store
 from stylelipsync.pipelines.timeline import source_indices

@@ -33,12 +33,12 @@ from threadpoolctl import threadpool_limits
 from stylelipsync.audio.mouth_shape_model import MouthShapeModel
 from stylelipsync.audio.mouth_shape_stream import MouthShapeStream
 from stylelipsync.audio.vad import StreamingVoiceActivity
-from stylelipsync.engines.bank import RESHAPE_TOLERANCE_CM
-from stylelipsync.engines.bank.online import OnlineSelector
-from stylelipsync.engines.bank.render import Shot
-from stylelipsync.engines.bank.select import SelectionCosts
 from stylelipsync.formats import SAMPLE_RATE
 from stylelipsync.live.face import LiveFace
+from stylelipsync.pipelines.engines.bank import RESHAPE_TOLERANCE_CM
+from stylelipsync.pipelines.engines.bank.online import OnlineSelector
+from stylelipsync.pipelines.engines.bank.render import Shot
+from stylelipsync.pipelines.engines.bank.select import SelectionCosts
 from stylelipsync.pipelines.queues import put_unless_stopped
 
 LAG_FRAMES = 2

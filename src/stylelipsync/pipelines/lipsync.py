@@ -33,17 +33,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from stylelipsync.audio import num_mel_frames, num_video_frames
-from stylelipsync.engines import (
-    DEFAULT_ENGINE,
-    Engine,
-    EngineInputs,
-    EngineSpec,
-    FrameCollector,
-    check_engine,
-)
-from stylelipsync.engines.device import resolve_device
-from stylelipsync.engines.loader import engine_class, load_engine
-from stylelipsync.engines.stylelipsync.checkpoint import default_checkpoint, load_model
 from stylelipsync.errors import FaceNotFoundError, MediaError, OutputError, StyleLipSyncError
 from stylelipsync.face.crop import crop_transforms
 from stylelipsync.face.geometry import FaceModel
@@ -54,6 +43,17 @@ from stylelipsync.formats import OUTPUT_SUFFIXES, SAMPLE_RATE
 from stylelipsync.media import MediaInfo, VideoReader, load_audio, probe, read_image
 from stylelipsync.media.container import check_file
 from stylelipsync.media.frame_store import FrameStore
+from stylelipsync.pipelines.engines import (
+    DEFAULT_ENGINE,
+    Engine,
+    EngineInputs,
+    EngineSpec,
+    FrameCollector,
+    check_engine,
+)
+from stylelipsync.pipelines.engines.device import resolve_device
+from stylelipsync.pipelines.engines.loader import engine_class, load_engine
+from stylelipsync.pipelines.engines.stylelipsync.checkpoint import default_checkpoint, load_model
 from stylelipsync.pipelines.options import GenerateOptions, GenerateResult
 from stylelipsync.pipelines.plan import CROP_SIZE, Callback, Progress, RenderPlan, StageProgress, StageTimer
 from stylelipsync.pipelines.sources import SourceFrames, needs_store, open_store, prefetch
@@ -154,10 +154,10 @@ class _Job:
 class LipSyncPipeline:
     """Tracking, planning and muxing around a rendering engine. Call it to dub one video; reuse it for many.
 
-    Engines (`stylelipsync.engines`): "bank" (real mouths of the person's own video chosen by the speech; the
-    default without a model) and "stylelipsync" (the network). `LipSyncPipeline(model)` renders with that
-    network by default; `engine=` in a call (or `GenerateOptions.engine`) picks the other one for that call,
-    the shipped demo network being loaded on first use when no model was given.
+    Engines (`stylelipsync.pipelines.engines`): "bank" (real mouths of the person's own video chosen by the
+    speech; the default without a model) and "stylelipsync" (the network). `LipSyncPipeline(model)` renders
+    with that network by default; `engine=` in a call (or `GenerateOptions.engine`) picks the other one for
+    that call, the shipped demo network being loaded on first use when no model was given.
 
     `precision`: "fp32" (default), "bf16" (autocast; fast only on CPUs with AVX512-BF16/AMX and on GPUs) or
     "fp16" (CUDA only). `compile`: wrap the face encoder and decoder in `torch.compile` (True = inductor, or
@@ -179,7 +179,7 @@ class LipSyncPipeline:
         self._engines: dict[str, Engine] = {}
         self._spec: EngineSpec | None = None
         if model is not None:
-            from stylelipsync.engines.stylelipsync.engine import StyleLipSyncEngine
+            from stylelipsync.pipelines.engines.stylelipsync.engine import StyleLipSyncEngine
 
             self._engines["stylelipsync"] = StyleLipSyncEngine(model, self.device, precision, compile)
         self.default_engine = check_engine(
@@ -237,7 +237,7 @@ class LipSyncPipeline:
     @property
     def model(self) -> StyleLipSync:
         """The StyleLipSync network (loading the shipped demo model if the pipeline has none yet)."""
-        from stylelipsync.engines.stylelipsync.engine import StyleLipSyncEngine
+        from stylelipsync.pipelines.engines.stylelipsync.engine import StyleLipSyncEngine
 
         engine = self.engine("stylelipsync")
         assert isinstance(engine, StyleLipSyncEngine)
@@ -246,7 +246,7 @@ class LipSyncPipeline:
     @property
     def runner(self) -> InferenceRunner:
         """The network's inference runner (see `model`)."""
-        from stylelipsync.engines.stylelipsync.engine import StyleLipSyncEngine
+        from stylelipsync.pipelines.engines.stylelipsync.engine import StyleLipSyncEngine
 
         engine = self.engine("stylelipsync")
         assert isinstance(engine, StyleLipSyncEngine)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stylelipsync.engines import ENGINES
+from stylelipsync.pipelines.engines import ENGINES
 from stylelipsync.pipelines.timeline import LoopMode
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from stylelipsync.engines.spec import EngineSpec
 from stylelipsync.errors import StyleLipSyncError
 from stylelipsync.jobrun import call_outputs, remove_partials
+from stylelipsync.pipelines.engines.spec import EngineSpec
 from stylelipsync.pipelines.options import GenerateOptions
 from stylelipsync.remote.ray_pool import RayPool, connect_ray, death_reason, import_ray, worker_lost_errors
 

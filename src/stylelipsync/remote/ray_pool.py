@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
-from stylelipsync.engines.spec import EngineSpec
 from stylelipsync.errors import CheckpointError, StyleLipSyncError
 from stylelipsync.jobrun import DubbingPipeline, JobRun, ProgressThrottle, run_job
+from stylelipsync.pipelines.engines.spec import EngineSpec
 
 if TYPE_CHECKING:
     from stylelipsync.pipelines.options import GenerateOptions, GenerateResult

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from stylelipsync import __version__
-from stylelipsync.engines import ENGINES as ENGINES  # re-exported: the form's engine choices
+from stylelipsync.pipelines.engines import ENGINES as ENGINES  # re-exported: the form's engine choices
 from stylelipsync.pipelines.options import (
     OPTION_SPECS,
     Box,

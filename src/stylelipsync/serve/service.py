@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from stylelipsync.engines.spec import EngineSpec
 from stylelipsync.errors import StyleLipSyncError
+from stylelipsync.pipelines.engines.spec import EngineSpec
 from stylelipsync.serve.checks import CheckedInputs, InputRejectedError, check_inputs, init_checker, warm_up
 from stylelipsync.serve.db import Job, JobStore
 from stylelipsync.serve.worker import (

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stylelipsync.engines.spec import EngineSpec
 from stylelipsync.jobrun import (
     PROGRESS_SECONDS,
     DubbingPipeline,
@@ -42,6 +41,7 @@ from stylelipsync.jobrun import (
     ProgressThrottle,
     run_job,
 )
+from stylelipsync.pipelines.engines.spec import EngineSpec
 from stylelipsync.serve.db import RUNNING, Job, JobStore
 
 log = logging.getLogger("stylelipsync.serve")

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 if TYPE_CHECKING:
     import torch
 
-    from stylelipsync.engines.spec import EngineSpec
+    from stylelipsync.pipelines.engines.spec import EngineSpec
     from stylelipsync.pipelines.options import GenerateOptions
     from stylelipsync.pipelines.plan import Callback, Progress, RenderPlan, StageTimer
     from stylelipsync.pipelines.sources import SourceFrames

@@ -5,6 +5,6 @@
 * `engine`: `StyleLipSyncEngine`, the loaded network and its inference runner (imports PyTorch).
 """
 
-from stylelipsync.engines.stylelipsync.checkpoint import default_checkpoint, load_model
+from stylelipsync.pipelines.engines.stylelipsync.checkpoint import default_checkpoint, load_model
 
 __all__ = ["default_checkpoint", "load_model"]

@@ -12,9 +12,9 @@ without an import cycle.
 
 from __future__ import annotations
 
-from stylelipsync.engines.base import Engine, EngineInputs, EngineReport, FrameCollector
-from stylelipsync.engines.registry import DEFAULT_ENGINE, ENGINES, check_engine
-from stylelipsync.engines.spec import EngineSpec
+from stylelipsync.pipelines.engines.base import Engine, EngineInputs, EngineReport, FrameCollector
+from stylelipsync.pipelines.engines.registry import DEFAULT_ENGINE, ENGINES, check_engine
+from stylelipsync.pipelines.engines.spec import EngineSpec
 
 __all__ = [
     "DEFAULT_ENGINE",

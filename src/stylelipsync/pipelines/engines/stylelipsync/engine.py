@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from stylelipsync.engines.base import Engine, EngineInputs, EngineReport, FrameCollector
-from stylelipsync.engines.device import resolve_device
-from stylelipsync.engines.stylelipsync.checkpoint import load_model
 from stylelipsync.models import InferenceRunner, StyleLipSync
 from stylelipsync.pipelines.audio_drive import AudioDrive
+from stylelipsync.pipelines.engines.base import Engine, EngineInputs, EngineReport, FrameCollector
+from stylelipsync.pipelines.engines.device import resolve_device
+from stylelipsync.pipelines.engines.stylelipsync.checkpoint import load_model
 
 if TYPE_CHECKING:
-    from stylelipsync.engines.spec import EngineSpec
+    from stylelipsync.pipelines.engines.spec import EngineSpec
     from stylelipsync.pipelines.plan import Callback, Progress, RenderPlan, StageTimer
     from stylelipsync.pipelines.sources import SourceFrames
 

@@ -2,7 +2,8 @@
 
 `LipSyncPipeline.from_spec` / `from_pretrained` call it, and through them `generate`, `batch` (here and on
 Ray actors) and the service's workers. The engine's class is imported here, when it is built, and nowhere
-above the engines: so `stylelipsync.engines` (names, spec, interface) never imports an engine package.
+above the engines: so `stylelipsync.pipelines.engines` (names, spec, interface) never imports an engine
+package.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from stylelipsync.engines.base import Engine
-from stylelipsync.engines.registry import REGISTRY, check_engine
-from stylelipsync.engines.spec import EngineSpec
+from stylelipsync.pipelines.engines.base import Engine
+from stylelipsync.pipelines.engines.registry import REGISTRY, check_engine
+from stylelipsync.pipelines.engines.spec import EngineSpec
 
 if TYPE_CHECKING:
     import torch

@@ -24,11 +24,6 @@ from tqdm.auto import tqdm
 
 from stylelipsync.audio.mouth_shape_model import MouthShapeModel
 from stylelipsync.audio.vad import speech_gate
-from stylelipsync.engines.bank.bank import BankVideo, MouthBank
-from stylelipsync.engines.bank.collect import CropCollector
-from stylelipsync.engines.bank.render import BankRenderer, BankSchedule
-from stylelipsync.engines.bank.select import SelectionCosts, cuts, select
-from stylelipsync.engines.base import Engine, EngineInputs, EngineReport, FrameCollector
 from stylelipsync.errors import FaceNotFoundError, MediaError
 from stylelipsync.face.crop import crop_transforms
 from stylelipsync.face.geometry import BIOCULAR_WIDTH_CM, FaceModel
@@ -38,6 +33,11 @@ from stylelipsync.face.mouth_shape import mouth_shapes
 from stylelipsync.face.track import FaceTrack, track_face
 from stylelipsync.formats import SAMPLE_RATE
 from stylelipsync.media import VideoReader, probe, read_image
+from stylelipsync.pipelines.engines.bank.bank import BankVideo, MouthBank
+from stylelipsync.pipelines.engines.bank.collect import CropCollector
+from stylelipsync.pipelines.engines.bank.render import BankRenderer, BankSchedule
+from stylelipsync.pipelines.engines.bank.select import SelectionCosts, cuts, select
+from stylelipsync.pipelines.engines.base import Engine, EngineInputs, EngineReport, FrameCollector
 
 if TYPE_CHECKING:
     from stylelipsync.pipelines.plan import Callback, Progress, RenderPlan, StageTimer

@@ -8,8 +8,8 @@ an engine is built. A new engine is one new folder under `engines/` and one line
 from __future__ import annotations
 
 REGISTRY: dict[str, str] = {
-    "bank": "stylelipsync.engines.bank:MouthBankEngine",
-    "stylelipsync": "stylelipsync.engines.stylelipsync.engine:StyleLipSyncEngine",
+    "bank": "stylelipsync.pipelines.engines.bank:MouthBankEngine",
+    "stylelipsync": "stylelipsync.pipelines.engines.stylelipsync.engine:StyleLipSyncEngine",
 }
 """Engine name → "module:Class" of its `Engine` subclass."""
 

@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from stylelipsync.engines.registry import DEFAULT_ENGINE, check_engine
 from stylelipsync.errors import CheckpointError
+from stylelipsync.pipelines.engines.registry import DEFAULT_ENGINE, check_engine
 
 
 @dataclass(frozen=True)

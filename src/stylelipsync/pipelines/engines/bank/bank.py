@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from stylelipsync.engines.bank.collect import CropCollector
 from stylelipsync.face.crop import warp_landmarks
 from stylelipsync.face.geometry import FaceModel
 from stylelipsync.face.landmarks import NUM_MESH
 from stylelipsync.face.mouth_shape import LipBasis, MouthShapes, mouth_shapes
 from stylelipsync.face.track import FaceTrack
+from stylelipsync.pipelines.engines.bank.collect import CropCollector
 
 TYPICAL_OPENING_STD_CM = 0.42
 """Standard deviation of the inner-lip gap of a person talking (median over the shared talking clips is

@@ -15,7 +15,14 @@ from collections import deque
 import numpy as np
 from numpy.typing import NDArray
 
-from stylelipsync.engines.bank.select import BACKWARD, FORWARD, FREEZE, JUMP, SelectionCosts, unary_costs
+from stylelipsync.pipelines.engines.bank.select import (
+    BACKWARD,
+    FORWARD,
+    FREEZE,
+    JUMP,
+    SelectionCosts,
+    unary_costs,
+)
 
 
 class OnlineSelector:

@@ -30,12 +30,12 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
-from stylelipsync.engines.bank.bank import MouthBank
-from stylelipsync.engines.bank.warp import face_region, paint_interior, place, sampling_maps
 from stylelipsync.face.crop import to_region, warp_landmarks, warp_points, warp_to_crop
 from stylelipsync.face.mask import PoseMasker, keep_mask
 from stylelipsync.face.paste import blend_weight, color_offset, region_box
 from stylelipsync.media import VideoWriter
+from stylelipsync.pipelines.engines.bank.bank import MouthBank
+from stylelipsync.pipelines.engines.bank.warp import face_region, paint_interior, place, sampling_maps
 from stylelipsync.pipelines.options import FrameOutput
 from stylelipsync.pipelines.plan import Callback, Progress, RenderPlan, StageTimer, open_writers
 from stylelipsync.pipelines.sources import SourceFrames, prefetch
