@@ -165,6 +165,16 @@ def test_no_import_cycle() -> None:
     assert cycle is None, "import cycle: " + " → ".join(cycle or [])
 
 
+def test_no_cycle_between_parts() -> None:
+    """The top-level parts (`pipelines`, `training`, `serve`, …) layer too: no two import each other."""
+    parts: dict[str, set[str]] = {}
+    for module, targets in GRAPH.items():
+        parts.setdefault(part(module), set()).update(part(t) for t in targets if part(t) != part(module))
+    parts = {name: {t for t in targets if t} for name, targets in parts.items() if name}
+    cycle = find_cycle(parts)
+    assert cycle is None, "parts import each other: " + " → ".join(cycle or [])
+
+
 @pytest.mark.parametrize("low", sorted(FORBIDDEN))
 def test_arrows_point_down(low: str) -> None:
     wrong = sorted(
