@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +23,10 @@ from stylelipsync.evaluation.cli import evaluate
 from stylelipsync.live.cli import live
 from stylelipsync.serve.cli import serve
 from stylelipsync.training.cli import TRAINING_COMMANDS
+
+if TYPE_CHECKING:
+    from stylelipsync.batch.jobs import Job
+    from stylelipsync.jobrun import DubbingPipeline
 
 EXTRAS_HELP = """
 \b
@@ -108,6 +112,7 @@ def generate(**opts: Any) -> None:
     if jobs is None:
         _precheck(*paths, opts)
     from stylelipsync.pipelines import GenerateOptions, LipSyncPipeline
+    from stylelipsync.pipelines.engines import EngineSpec
 
     mark("pipeline imported")
     checkpoint, w_avg, device = opts.pop("checkpoint"), opts.pop("w_avg"), opts.pop("device")
@@ -129,9 +134,8 @@ def generate(**opts: Any) -> None:
         import torch
 
         torch.set_num_threads(threads)
-    pipe = LipSyncPipeline.from_pretrained(
-        checkpoint, w_avg=w_avg, device=device, precision=precision, compile=compile_model, engine=engine
-    )
+    spec = EngineSpec.resolve(engine, checkpoint, w_avg, precision=precision, compile=compile_model)
+    pipe = LipSyncPipeline.from_spec(spec, device)
     if rows is not None:
         _run_jobs(pipe, rows, debug)
         return
@@ -171,7 +175,7 @@ def _precheck(video: Path, audio: Path, output: Path, opts: dict[str, Any]) -> N
     check_output(output, [video, audio, *opts["bank_video"]], opts["overwrite"])
 
 
-def _run_jobs(pipe: Any, jobs: list[Any], debug: bool) -> None:
+def _run_jobs(pipe: DubbingPipeline, jobs: list[Job], debug: bool) -> None:
     """Run the rows of a jobs CSV with one loaded model (`stylelipsync.batch`); exit 1 if any failed."""
     from contextlib import nullcontext
 

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ SYNCNET_HELP = (
 def default_syncnet() -> Path:
     """Directory of the SyncNet expert shipped inside the package: the one the shipped demo model was trained
     with (`configs/demo_syncnet.yaml`, stage 3 of `scripts/train_demo_model.sh`)."""
-    return Path(__file__).resolve().parents[1] / "assets" / "syncnet"
+    return Path(str(resources.files("stylelipsync").joinpath("assets", "syncnet")))
 
 
 @dataclass

@@ -198,13 +198,15 @@ class LipSyncPipeline:
     ) -> LipSyncPipeline:
         """A pipeline for a native model directory or an official `.pth` (+ `w_avg.pth`): the stylelipsync
         engine; with no path, the bank engine (`engine="stylelipsync"` then loads the shipped demo model)."""
-        dev = device if device in LAZY_DEVICES else resolve_device(device)
-        return cls.from_spec(EngineSpec.resolve(engine, path, w_avg, precision, compile), dev)
+        return cls.from_spec(EngineSpec.resolve(engine, path, w_avg, precision, compile), device)
 
     @classmethod
     def from_spec(cls, spec: EngineSpec, device: str | torch.device | None = "auto") -> LipSyncPipeline:
         """A pipeline whose default engine is the one `spec` describes (`engines.loader.load_engine`); an
-        engine that loads a model is built now, so that a bad checkpoint fails here, not on the first call."""
+        engine that loads a model is built now, so that a bad checkpoint (or an explicit device this machine
+        lacks) fails here, not on the first call."""
+        if device not in LAZY_DEVICES:
+            device = resolve_device(device)
         pipe = cls(device=device, precision=spec.precision, compile=spec.compile, engine=spec.name)
         pipe._spec = spec
         if engine_class(spec.name).preload:

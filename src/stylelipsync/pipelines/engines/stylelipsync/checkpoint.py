@@ -3,6 +3,7 @@ shipped inside the package. PyTorch and the network modules are imported only wh
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
 def default_checkpoint() -> Path:
     """Directory of the model shipped inside the package."""
-    return Path(__file__).resolve().parents[2] / "assets" / "default_model"
+    return Path(str(resources.files("stylelipsync").joinpath("assets", "default_model")))
 
 
 def load_model(path: str | Path | None, w_avg: str | Path | None = None) -> StyleLipSync:
