@@ -112,7 +112,6 @@ def generate(**opts: Any) -> None:
     if jobs is None:
         _precheck(*paths, opts)
     from stylelipsync.pipelines import GenerateOptions, LipSyncPipeline
-    from stylelipsync.pipelines.engines import EngineSpec
 
     mark("pipeline imported")
     checkpoint, w_avg, device = opts.pop("checkpoint"), opts.pop("w_avg"), opts.pop("device")
@@ -134,8 +133,9 @@ def generate(**opts: Any) -> None:
         import torch
 
         torch.set_num_threads(threads)
-    spec = EngineSpec.resolve(engine, checkpoint, w_avg, precision=precision, compile=compile_model)
-    pipe = LipSyncPipeline.from_spec(spec, device)
+    pipe = LipSyncPipeline.from_pretrained(
+        checkpoint, w_avg=w_avg, device=device, precision=precision, compile=compile_model, engine=engine
+    )
     if rows is not None:
         _run_jobs(pipe, rows, debug)
         return
