@@ -64,7 +64,7 @@ def frames_of(path: Path) -> np.ndarray:
 
 
 def partials(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.rglob("*.part*"))
+    return sorted(p.name for p in folder.rglob("*") if ".part" in p.name or p.name.endswith(".probe"))
 
 
 class Recorder(Reporter):
@@ -423,11 +423,19 @@ def test_a_results_file_from_before_the_engine_column_still_reads(tmp_path: Path
 def test_remove_partials_deletes_only_this_outputs_temporary_files(tmp_path: Path) -> None:
     (tmp_path / "jobs.csv").write_text("video,audio,output\nv.mp4,a.wav,clip.mp4\n")
     job = read_jobs(tmp_path / "jobs.csv", GenerateOptions())[0]
-    names = [".clip.0123abcd.part.mp4", ".clip.x.0123abcd.part.mp4", ".clipper.0123abcd.part.mp4", "clip.mp4"]
+    names = [
+        ".clip.0123abcd.part.mp4",
+        ".clip.0123456789abcdef.probe",
+        ".clip.x.0123abcd.part.mp4",
+        ".clipper.0123abcd.part.mp4",
+        ".clipper.0123456789abcdef.probe",
+        ".clip.0123abcd.probe",
+        "clip.mp4",
+    ]
     for name in names:
         (tmp_path / name).write_text("")
     remove_partials(job_outputs(job))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names[1:], "jobs.csv"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names[2:], "jobs.csv"])
 
 
 # ----------------------------------------------------------------------------------------------- engines

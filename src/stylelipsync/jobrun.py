@@ -132,22 +132,25 @@ def call_outputs(output: str | Path | None, options: GenerateOptions | None) -> 
 
 
 _PARTIAL = re.compile(r"\.[0-9a-f]{8}\.part")
+_PROBE = re.compile(r"\.[0-9a-f]{16}\.probe")
 
 
 def remove_partials(outputs: list[Path]) -> None:
     """Delete the temporary files a killed call left beside its `outputs`.
 
-    `VideoWriter` writes `.<stem>.<8 hex digits>.part<suffix>` beside the output and renames it when done;
-    a process killed mid-call (SIGKILL, out of memory) leaves it behind.
+    `VideoWriter` writes `.<stem>.<8 hex digits>.part<suffix>` beside the output and renames it when done,
+    and the output check creates and deletes `.<stem>.<16 hex digits>.probe`; a process killed mid-call
+    (SIGKILL, out of memory, an interrupted batch stopping its workers) leaves them behind.
     """
     for output in outputs:
         prefix = f".{output.stem}."
         with suppress(OSError):
             for entry in output.parent.iterdir():
                 name = entry.name
-                if (
-                    name.startswith(prefix)
-                    and name.endswith(output.suffix)
-                    and _PARTIAL.fullmatch(name[len(prefix) - 1 : len(name) - len(output.suffix)])
-                ):
+                if not name.startswith(prefix):
+                    continue
+                partial = name.endswith(output.suffix) and _PARTIAL.fullmatch(
+                    name[len(prefix) - 1 : len(name) - len(output.suffix)]
+                )
+                if partial or _PROBE.fullmatch(name[len(prefix) - 1 :]):
                     entry.unlink(missing_ok=True)
