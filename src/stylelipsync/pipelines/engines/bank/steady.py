@@ -19,6 +19,8 @@ image's motion, so the pasted mouth follows it without lag.
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
@@ -91,8 +93,10 @@ def _refine(
     0.03 px on a real nose moved by known amounts). The guess where ECC does not converge."""
     warp = np.array([[1.0, 0.0, guess[0]], [0.0, 1.0, guess[1]]], dtype=np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-5)
+    # OpenCV's stubs lack the overload with gaussFiltSize; 1 (no pre-blur) keeps the sub-pixel detail.
+    ecc: Any = cv2.findTransformECC
     try:
-        _, warp = cv2.findTransformECC(
+        _, warp = ecc(
             prev.astype(np.float32), cur.astype(np.float32), warp, cv2.MOTION_TRANSLATION, criteria, None, 1
         )
     except cv2.error:
