@@ -18,10 +18,11 @@ from stylelipsync.evaluation.mouth_opening import mouth_opening
 from stylelipsync.face.track import track_face
 from stylelipsync.media import VideoReader, VideoWriter, load_audio, probe
 from stylelipsync.pipelines import LipSyncPipeline
-from stylelipsync.pipelines.engines.bank import MouthBankEngine, quantile_map
+from stylelipsync.pipelines.engines.bank import MouthBankEngine, ease_jumps, quantile_map
 from stylelipsync.pipelines.engines.bank.bank import BankVideo, MouthBank
 from stylelipsync.pipelines.engines.bank.collect import CropCollector, kept_frames, native_side
 from stylelipsync.pipelines.engines.bank.select import SelectionCosts, cuts, select
+from stylelipsync.pipelines.engines.bank.steady import CENTRE_POINTS, steady_shifts
 from stylelipsync.pipelines.engines.bank.warp import place, similarity, thin_plate
 
 CLIP = "dreamtalk_M030_front_neutral_level1_001.mp4"  # 256², 25 fps, 94 frames, a man talking, no audio
@@ -173,6 +174,76 @@ def test_placing_an_entry_on_itself_is_the_identity(clip_bank: MouthBank) -> Non
     opened = place(lm, lm, size, open_px=6.0)
     assert opened.landmarks[14, 1] == pytest.approx(lm[14, 1] + 6.0)
     assert opened.landmarks[13, 1] == pytest.approx(lm[13, 1])
+
+
+def test_a_shifted_placement_moves_the_mouth_centre_by_the_shift(clip_bank: MouthBank) -> None:
+    bank_lm = clip_bank.landmarks[3].astype(np.float64)
+    target_lm = clip_bank.landmarks[40].astype(np.float64)
+    still = place(bank_lm, target_lm, 256)
+    moved = place(bank_lm, target_lm, 256, shift=(1.5, -0.75))
+    np.testing.assert_allclose(moved.centre - still.centre, [1.5, -0.75], atol=1e-9)
+    np.testing.assert_allclose(
+        moved.field - still.field, np.broadcast_to([1.5, -0.75], still.field.shape), atol=1e-5
+    )
+    # Opening the mouth leaves the upper lip (the centre) nearly where it was; on itself the centre is the
+    # upper lip's own (no local fit moves it).
+    assert np.linalg.norm(place(bank_lm, target_lm, 256, open_px=6.0).centre - still.centre) < 6.0 * 0.35
+    own = place(bank_lm, bank_lm, 256).centre
+    upper = [291, 409, 270, 269, 267, 0, 37, 39, 40, 185, 61]
+    np.testing.assert_allclose(own, bank_lm[upper].mean(axis=0), atol=1e-6)
+
+
+def test_cut_easing_turns_a_jump_of_the_mouth_into_a_smooth_move() -> None:
+    # The mouth sits at 0 until frame 20, the new segment at -d from frame 20 (jump = old - new = d), another
+    # cut at frame 24 jumps back by d/2: what is shown must move there smoothly and stay put elsewhere.
+    t_len, d = 40, np.array([4.0, -2.0])
+    base = np.zeros((t_len, 2))
+    base[20:] -= d
+    base[24:] += d / 2
+    jump = np.zeros((t_len, 2))
+    jump[20], jump[24] = d, -d / 2
+    shown = base + ease_jumps(jump, 3)
+    size = np.linalg.norm(d)
+    step = np.linalg.norm(np.diff(shown, axis=0), axis=1)
+    second = np.linalg.norm(shown[2:] - 2 * shown[1:-1] + shown[:-2], axis=1)
+    assert step.max() <= 0.26 * 1.5 * size and second.max() <= 0.12 * 1.5 * size  # both cuts' bounds add
+    np.testing.assert_allclose(shown[:16], 0.0)
+    np.testing.assert_allclose(shown[28:], base[28:])
+    # Without easing the same cuts step by the whole jump.
+    assert np.linalg.norm(np.diff(base, axis=0), axis=1).max() == pytest.approx(size)
+
+
+def test_steady_shifts_put_noisy_landmarks_where_the_image_moved(clip: Path) -> None:
+    # A real frame moved along a known path (slow sway plus a sudden 3-pixel jerk of the head), with
+    # landmarks that follow the path plus 0.8 px of detection noise per frame shared by all points: the
+    # shifted landmarks must follow the path, jerk included, with a fraction of the noise.
+    frame = decode(clip)[0]
+    lm0 = track_face(iter([frame]), fps=25.0).raw[0].astype(np.float64)
+    t_len = 60
+    t = np.arange(t_len)
+    path = np.stack([2.0 * np.sin(t / 9.0), 1.5 * np.cos(t / 13.0)], axis=1)
+    path[30:, 0] += 3.0
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 0.8, size=(t_len, 2))
+    collector = CropCollector(t_len)
+    landmarks = np.repeat(lm0[None], t_len, axis=0)
+    landmarks[:, :, :2] += (path + noise)[:, None, :]
+    h, w = frame.shape[:2]
+    for k in range(t_len):
+        m = np.array([[1.0, 0.0, path[k, 0]], [0.0, 1.0, path[k, 1]]])
+        moved = cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        collector(k, moved, landmarks[k].astype(np.float32))
+    try:
+        shifts = steady_shifts(collector, landmarks)
+    finally:
+        collector.close()
+    centre = landmarks[:, list(CENTRE_POINTS), :2].mean(axis=1) - lm0[list(CENTRE_POINTS), :2].mean(axis=0)
+    before = np.linalg.norm(centre - path, axis=1)
+    after = np.linalg.norm(centre + shifts - path, axis=1)
+    assert np.sqrt((after**2).mean()) < 0.35 * np.sqrt((before**2).mean())
+    assert after[28:33].max() < 0.45  # the jerk is followed, not smoothed away
+    second = np.linalg.norm(np.diff(centre + shifts - path, n=2, axis=0), axis=1)
+    assert np.median(second) < 0.35 * np.median(np.linalg.norm(np.diff(noise, n=2, axis=0), axis=1))
 
 
 # ------------------------------------------------------------------------------------------- end to end

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from stylelipsync.audio.mouth_shape_model import MouthShapeModel
 from stylelipsync.audio.vad import speech_gate
 from stylelipsync.errors import FaceNotFoundError, MediaError
-from stylelipsync.face.crop import crop_transforms
+from stylelipsync.face.crop import crop_transforms, warp_landmarks
 from stylelipsync.face.geometry import BIOCULAR_WIDTH_CM, FaceModel
 from stylelipsync.face.landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from stylelipsync.face.mask import PoseMasker
@@ -37,6 +37,7 @@ from stylelipsync.pipelines.engines.bank.bank import BankVideo, MouthBank
 from stylelipsync.pipelines.engines.bank.collect import CropCollector
 from stylelipsync.pipelines.engines.bank.render import BankRenderer, BankSchedule
 from stylelipsync.pipelines.engines.bank.select import SelectionCosts, cuts, select
+from stylelipsync.pipelines.engines.bank.warp import place, target_landmarks
 from stylelipsync.pipelines.engines.base import Engine, EngineInputs, EngineReport, FrameCollector
 
 if TYPE_CHECKING:
@@ -49,6 +50,9 @@ selection, which shows only real mouths)."""
 RESHAPE_SMOOTH_FRAMES = 1.5
 """σ (frames) of the smoothing of the reshaping over time: the chosen mouths change at cuts, the reshaping
 that completes them must not jump with them."""
+CUT_EASE_FRAMES = 3
+"""Frames on each side of a cut over which the mouth's place eases from the old segment's to the new one's
+(raised cosine): a jump of d pixels becomes steps of at most 0.26 d, second differences of at most 0.12 d."""
 TARGET_SMOOTH_FRAMES = 0.5
 """σ (frames) of the Gaussian smoothing of the wanted mouth shape: removes frame-to-frame prediction noise
 without delaying it (zero phase)."""
@@ -108,7 +112,7 @@ class MouthBankEngine(Engine):
             transforms = crop_transforms(plan.track, size=size)
             with timer("selection"):
                 predicted = collected.prediction.result() if collected.prediction is not None else None
-                schedule, details = self.schedule(bank, model, inputs, plan, transforms, predicted)
+                schedule, details = self.schedule(bank, model, inputs, plan, transforms, predicted, size)
             report = EngineReport(frames_with_face=0, details=details)
             if bank.poor_coverage:
                 msg = (
@@ -142,8 +146,10 @@ class MouthBankEngine(Engine):
         plan: RenderPlan,
         transforms: NDArray[np.float64],
         predicted: NDArray[np.float64] | None = None,
+        size: int = 256,
     ) -> tuple[BankSchedule, dict[str, float]]:
-        """The entry, reshaping and cross-fades of every output frame (`model`: the input video's face)."""
+        """The entry, reshaping, cross-fades and cut easing of every output frame (`model`: the input video's
+        face; `size`: the engine crop's side, that of `transforms`)."""
         track, src = plan.track, plan.src_idx
         t_len = len(src)
         target, speech = self.wanted_shapes(bank, inputs, t_len, predicted)
@@ -174,7 +180,8 @@ class MouthBankEngine(Engine):
             "cuts_per_second": float(cut.sum() / max(t_len, 1) * inputs.fps),
             "reshaped_fraction": float((np.abs(open_px) > 0.25).mean()) if t_len else 0.0,
         }
-        return BankSchedule(chosen, open_px, interior, cut, previous), details
+        shift, jump = cut_shifts(bank, plan, transforms, chosen, previous, open_px, size, CUT_EASE_FRAMES)
+        return BankSchedule(chosen, open_px, interior, cut, previous, shift, jump), details
 
     def wanted_shapes(
         self,
@@ -207,6 +214,51 @@ class MouthBankEngine(Engine):
         if t_len > 1:
             target = gaussian_filter1d(target, TARGET_SMOOTH_FRAMES, axis=0, mode="nearest")
         return target, gate
+
+
+def cut_shifts(
+    bank: MouthBank,
+    plan: RenderPlan,
+    transforms: NDArray[np.float64],
+    chosen: NDArray[np.int64],
+    previous: NDArray[np.int64],
+    open_px: NDArray[np.float64],
+    size: int,
+    ease: int,
+) -> tuple[NDArray[np.float64] | None, NDArray[np.float64] | None]:
+    """(T, 2) mouth shifts easing each cut's jump over `ease` frames on each side (`ease_jumps`), and (T, 2)
+    the jumps: where the continuation's mouth centre sits relative to the new entry's in the target crop."""
+    if ease <= 0:
+        return None, None
+    t_len = len(chosen)
+    jump = np.zeros((t_len, 2))
+    observed = target_landmarks(plan.track)
+    for t in np.flatnonzero(previous >= 0):
+        s = int(plan.src_idx[t])
+        if not plan.track.valid[s]:
+            continue
+        lm = np.asarray(warp_landmarks(observed[s], transforms[s])[:, :2], dtype=np.float64)
+        a = place(bank.landmarks[previous[t]].astype(np.float64), lm, size, open_px[t]).centre
+        b = place(bank.landmarks[chosen[t]].astype(np.float64), lm, size, open_px[t]).centre
+        jump[t] = a - b
+    return ease_jumps(jump, ease), jump
+
+
+def ease_jumps(jump: NDArray[np.float64], ease: int) -> NDArray[np.float64]:
+    """(T, 2) shifts that turn the jumps of a mouth's place into eased moves.
+
+    `jump[t]` (T, 2): the place shown up to frame t−1 minus the place the new segment starts at frame t
+    (zero where there is no cut). The old segment moves towards the new one over the `ease` frames before
+    the cut, the new one starts where the old one was heading and settles over the `ease` frames after, along
+    a raised cosine; overlapping cuts add up, and outside the windows nothing moves.
+    """
+    t_len = len(jump)
+    shift = np.zeros((t_len, 2))
+    for t in np.flatnonzero(np.abs(jump).sum(axis=1) > 0):
+        u = np.arange(max(t - ease, 0), min(t + ease, t_len))
+        step = 0.5 - 0.5 * np.cos(np.pi * (u - (t - ease - 0.5)) / (2 * ease))
+        shift[u] += jump[t][None, :] * ((u >= t).astype(np.float64) - step)[:, None]
+    return shift
 
 
 def quantile_map(values: NDArray[np.floating], reference: NDArray[np.floating]) -> NDArray[np.float64]:

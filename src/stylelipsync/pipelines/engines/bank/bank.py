@@ -2,7 +2,8 @@
 
 Per entry: its lower-face crop (on disk, see `collect`), its landmarks in that crop and its mouth-shape
 descriptor (both from that frame's own detection, so the crop's pixels and its landmarks agree and fast lip
-motion is kept) and its head pose. Descriptors are z-scored over the bank, which is how a prediction in
+motion is kept; the landmarks moved as a whole to where the image puts the face, see `steady`) and its head
+pose. Descriptors are z-scored over the bank, which is how a prediction in
 per-clip z-units is mapped into *this* person's own range of shapes. Entries of several videos of the same
 person (`--bank-video`) are pooled; each video's own mean lip shape is removed first.
 """
@@ -20,6 +21,7 @@ from stylelipsync.face.landmarks import NUM_MESH
 from stylelipsync.face.mouth_shape import LipBasis, MouthShapes, mouth_shapes
 from stylelipsync.face.track import FaceTrack
 from stylelipsync.pipelines.engines.bank.collect import CropCollector
+from stylelipsync.pipelines.engines.bank.steady import steady_shifts
 
 TYPICAL_OPENING_STD_CM = 0.42
 """Standard deviation of the inner-lip gap of a person talking (median over the shared talking clips is
@@ -57,6 +59,7 @@ class MouthBank:
         self.models: list[FaceModel | None] = []
         """Each video's 3-D face shape (None for a video without a usable face)."""
         parts: dict[str, list[NDArray]] = {k: [] for k in ("video", "row", "source", "lm", "desc", "pose")}
+
         for v, bv in enumerate(videos):
             track, col = bv.track, bv.collector
             frames = np.asarray(col.frames, dtype=np.int64)
@@ -74,6 +77,8 @@ class MouthBank:
                 continue
             desc = shapes.descriptor(basis, mean=shapes.lips[ok].mean(axis=0))
             lm = np.stack([warp_landmarks(observed[frames[r]], col.matrices[r])[:, :2] for r in rows])
+            # Where the mouth is placed from: the face's place in the image, not the detection's frame noise.
+            lm += steady_shifts(col, observed)[rows][:, None, :]
             parts["video"].append(np.full(rows.size, v))
             parts["row"].append(rows)
             parts["source"].append(frames[rows])

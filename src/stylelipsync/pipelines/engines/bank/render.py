@@ -6,8 +6,9 @@ into the region of the output frame around the mouth, by one sampling map (`warp
 reshaping of a mouth the bank lacks); the interior is painted where reshaping opened a closed mouth; the
 mouth is blended in through the pose-aware mask intersected with the target's lower face (`warp.face_region`),
 after a smooth colour-offset field (`face.paste.color_offset`) matched along the inside of the seam. At a cut
-between two bank segments the frame is the mean of the new entry and the continuation of the old one, so the
-mouth never jumps.
+between two bank segments the frame is the mean of the new entry and the continuation of the old one, both
+moved to one place, and the mouth's place eases from the old segment's to the new one's over a few frames
+(`BankSchedule.shift`), so the mouth never jumps.
 
 A decoding thread feeds frames, two threads render them (OpenCV and numpy release the GIL) and a writing
 thread encodes them, each through a queue of a few frames, so memory is flat in the video's length. The
@@ -35,7 +36,13 @@ from stylelipsync.face.mask import PoseMasker, keep_mask
 from stylelipsync.face.paste import blend_weight, color_offset, region_box
 from stylelipsync.media import VideoWriter
 from stylelipsync.pipelines.engines.bank.bank import MouthBank
-from stylelipsync.pipelines.engines.bank.warp import face_region, paint_interior, place, sampling_maps
+from stylelipsync.pipelines.engines.bank.warp import (
+    face_region,
+    paint_interior,
+    place,
+    sampling_maps,
+    target_landmarks,
+)
 from stylelipsync.pipelines.options import FrameOutput
 from stylelipsync.pipelines.plan import Callback, Progress, RenderPlan, StageTimer, open_writers
 from stylelipsync.pipelines.sources import SourceFrames, prefetch
@@ -54,15 +61,24 @@ class BankSchedule:
     cut: NDArray[np.bool_]
     previous: NDArray[np.int64]
     """At a cut, the entry that continues the previous frame's (for the cross-fade); −1 elsewhere."""
+    shift: NDArray[np.float64] | None = None
+    """(T, 2) move of the mouth in target-crop pixels that eases its place across cuts (None = none)."""
+    jump: NDArray[np.float64] | None = None
+    """(T, 2) at a cut, where the continuation's mouth sits relative to the new entry's (target-crop pixels):
+    the continuation is moved by shift − jump, so both cross-faded mouths sit in one place."""
 
     def shot(self, t: int) -> Shot:
         """What output frame t shows."""
+        shift = (0.0, 0.0) if self.shift is None else (float(self.shift[t, 0]), float(self.shift[t, 1]))
+        jump = (0.0, 0.0) if self.jump is None else (float(self.jump[t, 0]), float(self.jump[t, 1]))
         return Shot(
             int(self.entry[t]),
             float(self.open_px[t]),
             float(self.interior[t]),
             bool(self.cut[t]),
             int(self.previous[t]),
+            shift,
+            (shift[0] - jump[0], shift[1] - jump[1]),
         )
 
 
@@ -76,6 +92,10 @@ class Shot:
     interior: float = 0.0
     cut: bool = False
     previous: int = -1
+    shift: tuple[float, float] = (0.0, 0.0)
+    """Move of the entry's mouth (target-crop pixels)."""
+    previous_shift: tuple[float, float] = (0.0, 0.0)
+    """Move of the continuation's mouth at a cut."""
 
 
 class BankRenderer:
@@ -99,7 +119,7 @@ class BankRenderer:
         self.size, self.transforms = size, transforms
         self.timer = timer
         self.callback, self.progress, self.pipelined = callback, progress, pipelined
-        self.painter = MouthPainter(bank, size, transforms, masker, plan.track.observed(), timer)
+        self.painter = MouthPainter(bank, size, transforms, masker, target_landmarks(plan.track), timer)
 
     def run(self) -> int:
         """Render and encode every output frame; returns how many had a face."""
@@ -210,9 +230,10 @@ class MouthPainter:
         self.bank, self.size, self.transforms, self.masker, self.timer = bank, size, transforms, masker, timer
         self._keep: dict[int, tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
         self._lock = threading.Lock()
-        # The mouth is placed on each frame's own detection, not the smoothed track: the eyes and nose in the
-        # frame move with the head's small fast motion, and a mouth placed on a smoothed track would tremble
-        # against them (measured: mouth jitter ×1.36 → ×1.19 of the input on three held-out pairs).
+        # The mouth is placed on each frame's own detection (offline `warp.target_landmarks`: its fitted
+        # points barely smoothed), not the smoothed track: the eyes and nose in the frame move with the head's
+        # small fast motion, and a mouth placed on a smoothed track would tremble against them (measured:
+        # mouth jitter ×1.36 → ×1.19 of the input on three held-out pairs).
         self._observed = observed
 
     def paint(
@@ -228,9 +249,9 @@ class MouthPainter:
             x0, y0, x1, y1 = box
             roi = frame[y0:y1, x0:x1].astype(np.float32)
             open_px, interior = shot.open_px, shot.interior
-            mouth, placed = self._mouth(shot.entry, lm, m, box, open_px, interior)
+            mouth, placed = self._mouth(shot.entry, lm, m, box, open_px, interior, shot.shift)
             if shot.cut and shot.previous >= 0:
-                other, _ = self._mouth(shot.previous, lm, m, box, open_px, interior)
+                other, _ = self._mouth(shot.previous, lm, m, box, open_px, interior, shot.previous_shift)
                 mouth = (mouth + other) * 0.5
             with self.timer("colour"):
                 region = alpha * face_region(np.asarray(lm[:, :2], np.float64), placed, self.size)
@@ -250,13 +271,14 @@ class MouthPainter:
         box: tuple[int, int, int, int],
         open_px: float,
         interior: float,
+        shift: tuple[float, float] = (0.0, 0.0),
     ) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
         """Entry j's mouth resampled straight into the frame region `box` of a target whose crop landmarks
         are `lm` (float32, the region's size), and where its landmarks landed in the target crop."""
         region = self.bank.region(j)
         target_lm = np.asarray(lm[:, :2], dtype=np.float64)
         with self.timer("placement"):
-            placement = place(self.bank.landmarks[j].astype(np.float64), target_lm, self.size, open_px)
+            placement = place(self.bank.landmarks[j].astype(np.float64), target_lm, self.size, open_px, shift)
             map_x, map_y = sampling_maps(placement, m, box, self.size)
         with self.timer("remap"):
             # Bicubic, not Lanczos: on three held-out pairs it kept as much mouth sharpness (×0.82 vs ×0.80

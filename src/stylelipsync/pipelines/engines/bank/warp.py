@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from stylelipsync.face.crop import warp_points
 from stylelipsync.face.landmarks import LIPS_INNER, LIPS_OUTER
+from stylelipsync.face.track import FaceTrack, smooth
 
 F64 = NDArray[np.float64]
 
@@ -39,8 +40,27 @@ JAW_FOLLOW = (0.3, 0.5, 0.7, 0.85, 0.95, 1.0, 1.0, 1.0, 0.95, 0.85, 0.7, 0.5, 0.
 HOLD = (2, 98, 327, 206, 426, 234, 454, 93, 323)
 INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 INNER_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+MOUTH_CENTRE = (*LIPS_OUTER[10:], LIPS_OUTER[0])
+"""Upper outer lip from corner to corner: the mouth's place as a viewer (and `evaluation.jitter`) reads it; it
+moves with the pasted mouth, much less with the jaw."""
 GRID = 17
 """Thin-plate splines are evaluated on a GRID × GRID lattice and interpolated (they are smooth)."""
+
+
+TARGET_STEADY_FRAMES = 0.7
+"""σ (frames) of the zero-phase smoothing of the target frame's fitted points (`STABLE`, `CHEEKS`) over time:
+it takes out part of the detection's frame-to-frame noise and barely any of the head's own motion (a
+Gaussian of 0.7 frames keeps 94 % of a 2 Hz nod at 25 frames/s; the smoothed track's 2 frames lagged it)."""
+
+
+def target_landmarks(track: FaceTrack) -> NDArray[np.float32]:
+    """(T, 478, 3) each frame's own detection (`FaceTrack.observed`) with the points the placement fits
+    smoothed by `TARGET_STEADY_FRAMES` (offline only: it looks one or two frames ahead)."""
+    observed = track.observed()
+    fitted = list(STABLE) + list(CHEEKS)
+    out = observed.copy()
+    out[:, fitted] = smooth(np.ascontiguousarray(observed[:, fitted]), track.valid, TARGET_STEADY_FRAMES)
+    return out
 
 
 def similarity(src: F64, dst: F64, weights: F64) -> F64:
@@ -91,19 +111,24 @@ class Placement:
 
     `matrix` (2×3) is the similarity A, `field` (GRID, GRID, 2) the lattice of the local fit plus reshaping in
     target-crop pixels (see `thin_plate`),
-    `landmarks` (478, 2) the entry's landmarks as they appear in the target crop (after reshaping).
+    `landmarks` (478, 2) the entry's landmarks as they appear in the target crop (after reshaping), `centre`
+    (2,) where its mouth centre (`MOUTH_CENTRE`) lands, the local fit included.
     """
 
     matrix: F64
     field: NDArray[np.float32]
     landmarks: F64
+    centre: F64
 
 
-def place(bank_lm: F64, target_lm: F64, size: int, open_px: float = 0.0) -> Placement:
+def place(
+    bank_lm: F64, target_lm: F64, size: int, open_px: float = 0.0, shift: tuple[float, float] = (0.0, 0.0)
+) -> Placement:
     """How a bank entry with landmarks `bank_lm` goes into a `size`² target crop with `target_lm`.
 
     Both (478, 2) in their own crops (which may differ in size: the similarity takes care of it); `open_px`
-    opens (or, negative, closes) the mouth by that many target pixels.
+    opens (or, negative, closes) the mouth by that many target pixels; `shift` (x, y target pixels) moves the
+    whole entry after the fit (the renderer's easing of the mouth's place across a cut).
     """
     stable = list(STABLE)
     a = similarity(bank_lm[stable], target_lm[stable], STABLE_WEIGHTS)
@@ -114,11 +139,33 @@ def place(bank_lm: F64, target_lm: F64, size: int, open_px: float = 0.0) -> Plac
     pts = np.concatenate([target_lm[local], corners])
     vals = np.concatenate([residual, np.zeros((4, 2))])
     field = thin_plate(pts, vals, size, smoothing=5.0)
+    centre = placed[list(MOUTH_CENTRE)].mean(axis=0)
+    centre = centre + _bilinear(field, centre, size)
     moved = placed.copy()
     if abs(open_px) > 0.25:
         reshape, moved = _reshape(placed, size, open_px)
         field = field + reshape
-    return Placement(a, field.astype(np.float32), moved)
+        centre = centre + (moved - placed)[list(MOUTH_CENTRE)].mean(axis=0)
+    if shift[0] != 0.0 or shift[1] != 0.0:
+        field = field + np.asarray(shift, dtype=np.float64)
+        moved = moved + np.asarray(shift, dtype=np.float64)
+        centre = centre + np.asarray(shift, dtype=np.float64)
+    return Placement(a, field.astype(np.float32), moved, centre)
+
+
+def _bilinear(field: F64, point: F64, size: int) -> F64:
+    """(2,) lattice `field` (see `thin_plate`) interpolated at a (2,) crop point."""
+    step = (GRID - 1) / max(size - 1, 1)
+    gx, gy = np.clip(point * step, 0, GRID - 1)
+    x0, y0 = int(min(gx, GRID - 2)), int(min(gy, GRID - 2))
+    fx, fy = gx - x0, gy - y0
+    value = (
+        field[y0, x0] * (1 - fx) * (1 - fy)
+        + field[y0, x0 + 1] * fx * (1 - fy)
+        + field[y0 + 1, x0] * (1 - fx) * fy
+        + field[y0 + 1, x0 + 1] * fx * fy
+    )
+    return np.asarray(value, dtype=np.float64)
 
 
 def sampling_maps(
