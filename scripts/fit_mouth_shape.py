@@ -73,7 +73,9 @@ chosen by {folds}-fold grouped cross-validation over those persons only) predict
 their own audio; score = per-clip correlation at lag 0, mean over the person's clips, then mean ± sd over
 persons. "better than baseline" counts persons whose opening r beats the first row's. Look-ahead: audio after
 the frame time that the prediction reads, at 25 fps (the 16 ms STFT half-window included); rows marked
-causal use running (streamable) normalisation.
+causal use running (streamable) normalisation. Formant rows: Praat tracks by praat-parselmouth
+(`audio/formants.py`: Burg F1–F3 and bandwidths, ceiling 5500 Hz fixed beforehand, not chosen; voicing, F0,
+intensity, harmonicity), clip-normalised, on the same context steps as the mel.
 """
 
 
@@ -843,7 +845,8 @@ def variants() -> list[Variant]:
             1.0,
             person_weighted=True,
             stacked_trees=True,
-            note="reported only (not one ridge): HistGradientBoosting, 150 iterations, 15 leaves",
+            note="reported only (not one ridge): HistGradientBoosting (150 iterations, 15 leaves) "
+            "re-predicts opening and width; pc1..pc4 are the ridge's",
         ),
         Variant(
             "PW + visemes (30 ms steps) + spectral + formants + σ=1",
