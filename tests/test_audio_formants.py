@@ -120,3 +120,20 @@ def test_formants_need_clip_normalisation() -> None:
         MelFeatureSpec(mel=False, spectral=True)
     with pytest.raises(ValueError, match="needs formants"):
         MelFeatureSpec(formant_interactions=True)
+
+
+def test_long_audio_is_analysed_in_pieces_that_join_seamlessly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pieces of 0.3 s (instead of 10 s) over a vowel: the same tracks as one piece, up to Praat's frame grid
+    (each piece centres its 10 ms frames on itself, so values move by at most half a frame)."""
+    import stylelipsync.audio.formants as formants
+
+    wave = silence_vowel_silence(750.0, 1200.0)
+    frames = len(wave) // 160 + 1
+    whole = formant_tracks(wave, frames, SR)
+    monkeypatch.setattr(formants, "CHUNK_S", 0.3)
+    pieces = formant_tracks(wave, frames, SR)
+    assert pieces.shape == whole.shape and np.isfinite(pieces).all()
+    np.testing.assert_array_equal(pieces[:, COL["formant_defined"]], whole[:, COL["formant_defined"]])
+    inside = slice(45, 95)  # the vowel, across pieces starting at 0.6 and 0.9 s
+    assert np.abs(pieces[inside, COL["f1_khz"]] - whole[inside, COL["f1_khz"]]).max() < 0.02
+    assert np.abs(pieces[inside, COL["f2_khz"]] - whole[inside, COL["f2_khz"]]).max() < 0.02

@@ -12,7 +12,9 @@ that after per-clip normalisation an undefined value reads as "average".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,6 +44,8 @@ N_FORMANT = len(FORMANT_COLUMNS)
 DEFAULT_CEILING_HZ = 5500.0
 SILENT_DB = 20.0
 """Frames quieter than this (Praat dB re 2e-5, of the float wave in [-1, 1]) count as undefined."""
+CHUNK_S, MARGIN_S = 10.0, 0.5
+"""Formants and harmonicity are analysed in pieces of CHUNK_S seconds with MARGIN_S of context each side."""
 
 
 def _parselmouth() -> ModuleType:
@@ -71,6 +75,49 @@ def _filled(x: F64, defined: NDArray[np.bool_], default: float) -> F64:
     return np.where(defined, x, fill)
 
 
+def _formants_at(sound: Any, times: F64, ceiling_hz: float) -> F64:
+    """(len(times), 5) Burg F1–F3 and B1–B2 (Hz, NaN where undefined) of a Praat Sound at `times`."""
+    step = 1.0 / MEL_FRAMES_PER_SECOND
+    formant = sound.to_formant_burg(
+        time_step=step, max_number_of_formants=5.0, maximum_formant=ceiling_hz, window_length=0.025
+    )
+    n = formant.n_frames
+    ftimes = np.array([formant.get_time_from_frame_number(i + 1) for i in range(n)])
+    tracks = np.full((n, 5), np.nan)
+    for i, t in enumerate(ftimes):
+        for k in range(3):
+            tracks[i, k] = formant.get_value_at_time(k + 1, t)
+        for k in range(2):
+            tracks[i, 3 + k] = formant.get_bandwidth_at_time(k + 1, t)
+    x1 = float(ftimes[0]) if n else 0.0
+    return np.stack([_nearest(tracks[:, k], x1, step, times)[0] for k in range(5)], axis=1)
+
+
+def _harmonicity_at(sound: Any, times: F64) -> F64:
+    """(len(times), 1) cross-correlation harmonicity (dB; -200 or NaN where undefined) at `times`."""
+    harm = sound.to_harmonicity_cc(time_step=1.0 / MEL_FRAMES_PER_SECOND, minimum_pitch=75.0)
+    return _nearest(np.asarray(harm.values[0], dtype=np.float64), harm.x1, harm.dx, times)[0][:, None]
+
+
+def _chunked(pm: ModuleType, x: F64, sample_rate: int, times: F64, analyse: Callable[[Any, F64], F64]) -> F64:
+    """`analyse(sound, times)` run on CHUNK_S pieces of the wave (each with MARGIN_S of context on both sides)
+    and joined: Praat's formant analysis peaks about 0.5 MB per second of audio, so a long file is analysed
+    piecewise to keep memory flat. Each piece centres Praat's 10 ms frame grid on itself, so a value can come
+    from a frame up to 5 ms away from the one a whole-file analysis would use (as within one piece)."""
+    span, margin = int(CHUNK_S * sample_rate), int(MARGIN_S * sample_rate)
+    parts = []
+    for start in range(0, len(x), span):
+        last = start + span >= len(x)
+        sel = (times >= start / sample_rate) & ((times < (start + span) / sample_rate) | last)
+        lo, hi = max(0, start - margin), min(len(x), start + span + margin)
+        sound = pm.Sound(x[lo:hi], sampling_frequency=float(sample_rate), start_time=lo / sample_rate)
+        parts.append((sel, analyse(sound, times[sel])))
+    out = np.full((len(times), parts[0][1].shape[1]), np.nan)
+    for sel, values in parts:
+        out[sel] = values
+    return out
+
+
 def formant_tracks(
     wave: np.ndarray, num_frames: int, sample_rate: int = SAMPLE_RATE, ceiling_hz: float = DEFAULT_CEILING_HZ
 ) -> F64:
@@ -95,19 +142,7 @@ def formant_tracks(
     loud = np.isfinite(db) & (db > SILENT_DB)
     db = np.where(np.isfinite(db), np.maximum(db, SILENT_DB), SILENT_DB)
 
-    formant = sound.to_formant_burg(
-        time_step=step, max_number_of_formants=5.0, maximum_formant=ceiling_hz, window_length=0.025
-    )
-    n = formant.n_frames
-    ftimes = np.array([formant.get_time_from_frame_number(i + 1) for i in range(n)])
-    tracks = np.full((n, 5), np.nan)
-    for i, t in enumerate(ftimes):
-        for k in range(3):
-            tracks[i, k] = formant.get_value_at_time(k + 1, t)
-        for k in range(2):
-            tracks[i, 3 + k] = formant.get_bandwidth_at_time(k + 1, t)
-    x1 = float(ftimes[0]) if n else 0.0
-    sampled = np.stack([_nearest(tracks[:, k], x1, step, times)[0] for k in range(5)], axis=1)
+    sampled = _chunked(pm, x, sample_rate, times, lambda snd, t: _formants_at(snd, t, ceiling_hz))
     defined = np.isfinite(sampled[:, 0]) & np.isfinite(sampled[:, 1]) & loud
 
     pitch = sound.to_pitch(time_step=step, pitch_floor=75.0, pitch_ceiling=600.0)
@@ -116,8 +151,7 @@ def formant_tracks(
     voiced = np.isfinite(f0) & (f0 > 0) & defined
     log_f0 = _filled(np.log10(np.where(voiced, f0, 1.0)), voiced, np.log10(150.0))
 
-    harm = sound.to_harmonicity_cc(time_step=step, minimum_pitch=75.0)
-    hnr, _ = _nearest(np.asarray(harm.values[0], dtype=np.float64), harm.x1, harm.dx, times)
+    hnr = _chunked(pm, x, sample_rate, times, _harmonicity_at)[:, 0]
     hnr_ok = np.isfinite(hnr) & (hnr > -100) & loud
     hnr = _filled(np.where(hnr_ok, hnr, 0.0), hnr_ok, 0.0)
 
