@@ -75,7 +75,9 @@ persons. "better than baseline" counts persons whose opening r beats the first r
 the frame time that the prediction reads, at 25 fps (the 16 ms STFT half-window included); rows marked
 causal use running (streamable) normalisation. Formant rows: Praat tracks by praat-parselmouth
 (`audio/formants.py`: Burg F1–F3 and bandwidths, ceiling 5500 Hz fixed beforehand, not chosen; voicing, F0,
-intensity, harmonicity), clip-normalised, on the same context steps as the mel.
+intensity, harmonicity), clip-normalised, on the same context steps as the mel; formants and harmonicity
+are analysed in 10 s pieces (bounded memory) since the shipped formant row was rerun (0.384 with whole-clip
+analysis); the other formant rows used whole-clip analysis.
 """
 
 
