@@ -11,18 +11,21 @@ frequencies, broad-band shares: `spectral_shape`), normalised per column — ove
 look-ahead variant, by running statistics of the audio heard so far (so no future audio is needed) — the
 mel pooled to fewer bands, taken at mel frames from `past` before to `future` after the frame's centre,
 averaged over `stride` frames; optionally one-hot English phone or viseme classes from pocketsphinx's phone
-decoder over the same span (`recognise_phones`; needs the whole clip, English only, optional). A linear map
-then gives the six outputs, optionally followed by a short FIR smoothing over video frames. Look-ahead
-(how much audio after time t the prediction at t depends on) = future mel frames + 16 ms STFT half-window
-+ future smoothing taps.
+decoder over the same span (`recognise_phones`; needs the whole clip, English only, optional); optionally
+Praat formant (F1–F3, bandwidths), voicing, F0, intensity and harmonicity tracks (`audio.formants`, any
+language, normalised over the whole clip) over the same span, with products of formants and loudness /
+voicing (`FORMANT_INTERACTIONS`). A linear map then gives the six outputs, optionally followed by a short
+FIR smoothing over video frames. Look-ahead (how much audio after time t the prediction at t depends on) =
+future mel frames + 16 ms STFT half-window + future smoothing taps (Praat's pitch window reads 4 ms more).
 
 The output is the least-squares estimate of the z-scored descriptor, so its spread is below 1 (about the
 correlation it reaches); rescale per clip if a unit-variance signal is needed.
 
-Shipped weights (`MouthShapeModel.default`): `assets/mouth_shape.safetensors` (full context, mel only, any
-language), `assets/mouth_shape_phones.safetensors` (full context + phone classes, English, needs
-pocketsphinx) and `assets/mouth_shape_causal.safetensors` (≤ 100 ms look-ahead, streamable), fitted on all
-shared talking clips by `scripts/fit_mouth_shape.py`, which also writes the leave-one-person-out benchmark
+Shipped weights (`MouthShapeModel.default`): `assets/mouth_shape.safetensors` (full context, mel and
+formant tracks, any language; needs praat-parselmouth), `assets/mouth_shape_phones.safetensors` (full
+context + phone classes, English, needs pocketsphinx) and `assets/mouth_shape_causal.safetensors` (≤ 100 ms
+look-ahead, streamable, mel only: Praat's tracks are not streamed), fitted on all shared talking clips by
+`scripts/fit_mouth_shape.py`, which also writes the leave-one-person-out benchmark
 (`benchmarks/mouth_shape_lopo.md`).
 """
 
@@ -42,6 +45,7 @@ from numpy.typing import NDArray
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from stylelipsync.audio.formants import DEFAULT_CEILING_HZ, FORMANT_COLUMNS, N_FORMANT, formant_tracks
 from stylelipsync.audio.mel import (
     F_MAX,
     F_MIN,
@@ -97,7 +101,12 @@ class MelFeatureSpec:
     past/future: mel frames (10 ms) of context before/after the frame centre; stride: context frames are
     averaged in groups of this many (fewer, smoother features); band_pool: adjacent mel bands averaged;
     normalization: "clip" (whole-clip mean/std per band) or "running" (mean/std of the audio so far, started
-    from the training prior with weight `prior_frames`); deltas: append first differences of the context.
+    from the training prior with weight `prior_frames`); deltas: append first differences of the context;
+    mel: include the log-mel context at all (off for formant-only models); formants: Praat formant, voicing,
+    intensity and harmonicity tracks (`audio.formants`, Burg ceiling `formant_ceiling_hz`) over the same
+    context, normalised per clip (whole-clip only: Praat's analysis is not streamed); formant_interactions:
+    also the products of the normalised tracks in `FORMANT_INTERACTIONS` (formants × loudness / voicing), the
+    nonlinear terms a ridge cannot form.
     """
 
     past: int = 20
@@ -111,6 +120,10 @@ class MelFeatureSpec:
     phone_stride: int = 5
     spectral: bool = False
     spectral_bands: bool = False
+    mel: bool = True
+    formants: bool = False
+    formant_ceiling_hz: float = DEFAULT_CEILING_HZ
+    formant_interactions: bool = False
 
     def __post_init__(self) -> None:
         if N_MELS % self.band_pool:
@@ -127,6 +140,12 @@ class MelFeatureSpec:
             raise ValueError(f"phones must be 'none', 'visemes' or 'phones', got {self.phones!r}")
         if self.phones != "none" and (self.past + self.future + 1) % self.phone_stride:
             raise ValueError(f"phone_stride {self.phone_stride} must divide {self.past + self.future + 1}")
+        if self.formant_interactions and not self.formants:
+            raise ValueError("formant_interactions needs formants=True")
+        if self.formants and self.normalization != "clip":
+            raise ValueError("formant features are normalised per clip: use normalization='clip'")
+        if not self.mel and (self.deltas or self.spectral_size):
+            raise ValueError("deltas and spectral summaries need the mel features (mel=True)")
 
     @property
     def bands(self) -> int:
@@ -147,13 +166,17 @@ class MelFeatureSpec:
 
     @property
     def mel_size(self) -> int:
+        if not self.mel:
+            return 0
         return self.steps * self.bands * (2 if self.deltas else 1) - (self.bands if self.deltas else 0)
 
     @property
     def size(self) -> int:
         phone_steps = (self.past + self.future + 1) // self.phone_stride
         spectral = self.steps * self.spectral_size
-        return self.mel_size + phone_steps * self.phone_classes + spectral
+        per_step = N_FORMANT + (len(FORMANT_INTERACTIONS) if self.formant_interactions else 0)
+        formants = self.steps * per_step if self.formants else 0
+        return self.mel_size + phone_steps * self.phone_classes + spectral + formants
 
     @property
     def phone_spec(self) -> MelFeatureSpec:
@@ -178,9 +201,7 @@ def recognise_phones(wave: np.ndarray, sample_rate: int) -> list[tuple[str, int,
             "this mouth-shape model needs pocketsphinx (pip install pocketsphinx==5.1.1); "
             "or use the mel-only model: MouthShapeModel.default(phones=False)"
         ) from exc
-    x = np.asarray(wave, dtype=np.float64)
-    if x.ndim == 2:
-        x = x.mean(axis=0 if x.shape[0] <= x.shape[1] else 1)
+    x = mono(wave)
     if sample_rate != SAMPLE_RATE:
         x = resample(x, sample_rate)
     pcm = (np.clip(x, -1.0, 1.0) * 32767).astype("<i2").tobytes()
@@ -198,6 +219,44 @@ def recognise_phones(wave: np.ndarray, sample_rate: int) -> list[tuple[str, int,
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
     return [(seg.word, int(seg.start_frame), int(seg.end_frame)) for seg in decoder.seg()]
+
+
+def mono(wave: np.ndarray) -> F64:
+    """float64 mono of a (N,) wave or a (C, N) / (N, C) multichannel one (channels averaged)."""
+    x = np.asarray(wave, dtype=np.float64)
+    if x.ndim == 2:
+        x = x.mean(axis=0 if x.shape[0] <= x.shape[1] else 1)
+    return x
+
+
+def zscore_clip(x: F64) -> F64:
+    """Per-column whole-clip z-score; constant columns become 0 (formant tracks are in mixed units, so no
+    common std floor fits them all)."""
+    std = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(std > 1e-9, std, 1.0)
+
+
+FORMANT_INTERACTIONS = (
+    ("f1_khz", "intensity_db"),
+    ("f2_khz", "intensity_db"),
+    ("f1_voiced_khz", "intensity_db"),
+    ("f1_khz", "voiced"),
+    ("f2_khz", "voiced"),
+    ("f1_khz", "f2_khz"),
+    ("f1_khz", "f1_khz"),
+    ("f2_khz", "f2_khz"),
+    ("intensity_db", "intensity_db"),
+    ("f1_khz", "hnr_db"),
+)
+"""Pairs of formant-track columns whose product (of clip-normalised tracks) `formant_interactions` adds."""
+
+
+def formant_products(tracks: F64) -> F64:
+    """(N, len(FORMANT_INTERACTIONS)) clip-normalised products of pairs of clip-normalised formant tracks."""
+    col = {name: k for k, name in enumerate(FORMANT_COLUMNS)}
+    return zscore_clip(
+        np.stack([tracks[:, col[a]] * tracks[:, col[b]] for a, b in FORMANT_INTERACTIONS], axis=1)
+    )
 
 
 def resample(x: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -427,8 +486,10 @@ def assemble_features(
     segments: list[tuple[str, int, int]] | None = None,
     wave: np.ndarray | None = None,
     sample_rate: int = SAMPLE_RATE,
+    formant_frames: F64 | None = None,
 ) -> F64:
-    """Features of a clip from its log-mel (and phone segments, recognised from `wave` if not given).
+    """Features of a clip from its log-mel (and phone segments and formant tracks, computed from `wave` if not
+    given).
 
     `prior`: mean and std of the 94 `frame_features` over the training audio (for running normalisation).
     """
@@ -444,10 +505,21 @@ def assemble_features(
     else:
         mel_norm = normalized_mel(mel, spec, prior[0][:N_MELS], prior[1][:N_MELS])
     pooled = mel_norm.reshape(len(mel_norm), spec.bands, spec.band_pool).mean(axis=2)
-    feats = context_features(pooled, spec, num_frames, fps)
+    feats = context_features(pooled, spec, num_frames, fps) if spec.mel else np.zeros((num_frames, 0))
     if spec.spectral_size:
         feats = np.concatenate(
             [feats, context_features(extra, replace(spec, deltas=False), num_frames, fps)], axis=1
+        )
+    if spec.formants:
+        if formant_frames is None:
+            if wave is None:
+                raise ValueError("formant features need the formant tracks or the wave")
+            formant_frames = formant_tracks(mono(wave), len(mel), sample_rate, spec.formant_ceiling_hz)
+        tracks = zscore_clip(formant_frames[: len(mel)])
+        if spec.formant_interactions:
+            tracks = np.concatenate([tracks, formant_products(tracks)], axis=1)
+        feats = np.concatenate(
+            [feats, context_features(tracks, replace(spec, deltas=False), num_frames, fps)], axis=1
         )
     if spec.phones == "none":
         return feats
