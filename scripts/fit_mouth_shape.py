@@ -657,6 +657,13 @@ def write_benchmark(path: Path, text: str, clips: list[Clip]) -> None:
     path.write_text(text)
 
 
+NOT_BY_AGREEMENT = (
+    "not shipped: refitted without the held-out persons, the formant default lowered the bank's "
+    "speaker-mouth agreement on the held-out pairs (+0.30 vs +0.33, benchmarks/RESULTS.md 2026-12-06)"
+)
+"""Why formant rows are not shipped although their LOPO figure is higher."""
+
+
 def choose_shipped(results: list[Result]) -> dict[str, Result]:
     """Per shipped asset, the row of its kind with the best LOPO opening r (excluded: ensembles, stacked
     trees, per-speaker normalisation, which needs several clips of the speaker, and rows marked `ship=False`
@@ -831,15 +838,24 @@ def variants() -> list[Variant]:
             formants,
             1.0,
             person_weighted=True,
+            ship=False,
+            note=NOT_BY_AGREEMENT,
         ),
         Variant(
-            "PW + spectral14 + formants + σ=1", replace(spec14, formants=True), 1.0, person_weighted=True
+            "PW + spectral14 + formants + σ=1",
+            replace(spec14, formants=True),
+            1.0,
+            person_weighted=True,
+            ship=False,
+            note=NOT_BY_AGREEMENT,
         ),
         Variant(
             "PW + spectral14 + formants × loudness/voicing products + σ=1",
             replace(spec14, formants=True, formant_interactions=True),
             1.0,
             person_weighted=True,
+            ship=False,
+            note=NOT_BY_AGREEMENT,
         ),
         Variant(
             "PW + spectral14 + formants + σ=1, then trees on ridge output + formants",
@@ -864,7 +880,7 @@ def variants() -> list[Variant]:
             1.0,
             person_weighted=True,
             ship=False,
-            note="not shipped: +0.001 over the phones row without formants, below the mel + formant default",
+            note="not shipped: +0.001 over the phones row without formants",
         ),
     ]
 

@@ -22,10 +22,11 @@ The output is the least-squares estimate of the z-scored descriptor, so its spre
 correlation it reaches); rescale per clip if a unit-variance signal is needed.
 
 Shipped weights (`MouthShapeModel.default`): `assets/mouth_shape.safetensors` (full context, mel and
-formant tracks, any language; needs praat-parselmouth), `assets/mouth_shape_phones.safetensors` (full
-context + phone classes, English, needs pocketsphinx) and `assets/mouth_shape_causal.safetensors` (≤ 100 ms
-look-ahead, streamable, mel only: Praat's tracks are not streamed), fitted on all shared talking clips by
-`scripts/fit_mouth_shape.py`, which also writes the leave-one-person-out benchmark
+spectral summaries, any language; the formant variant scores higher leave-one-person-out but lowered the
+dubbed mouth's agreement with the real speaker, so it is not shipped), `assets/mouth_shape_phones.safetensors`
+(full context + phone classes, English, needs pocketsphinx) and `assets/mouth_shape_causal.safetensors`
+(≤ 100 ms look-ahead, streamable, mel only: Praat's tracks are not streamed), fitted on all shared talking
+clips by `scripts/fit_mouth_shape.py`, which also writes the leave-one-person-out benchmark
 (`benchmarks/mouth_shape_lopo.md`).
 """
 
