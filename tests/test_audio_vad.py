@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from stylelipsync.audio import frame_energy, voice_activity
+from stylelipsync.audio.vad import speech_gate
 from stylelipsync.media import load_audio
 
 SR = 16000
@@ -101,3 +102,18 @@ def test_other_frame_rates_and_empty() -> None:
     assert voice_activity(wave, SR, 60, 30.0)[1:].all()  # frame 0 is half outside the clip
     assert voice_activity(wave, SR, 0, 30.0).shape == (0,)
     assert frame_energy(np.stack([wave, wave]), SR, 60, 30.0).shape == (60,)
+
+
+def test_speech_gate_closes_only_on_pauses_as_long_as_asked(speech: np.ndarray) -> None:
+    """The bank engine gates on pauses of ≥ 0.6 s: a 0.4 s gap between words stays open (left to the audio
+    model), a 1 s pause closes, and the default gate (0.2 s) closes both."""
+    wave = _with_gap(_with_gap(speech, 6.0, np.zeros(SR, np.float32)), 3.0, np.zeros(int(0.4 * SR), np.float32))
+    frames = int(len(wave) / SR * FPS)
+    short = slice(78, 82)  # inside the 0.4 s gap at 3.0 s (frames 75..85; the VAD ramps in and out)
+    long = slice(171, 182)  # inside the 1 s pause at 6.4 s of the new wave (frames 160..185)
+    wide = speech_gate(wave, frames, frames, FPS, keep_silence=False, min_silence=0.6)
+    default = speech_gate(wave, frames, frames, FPS, keep_silence=False)
+    assert wide[short].min() > 0.99 and wide[long].max() < 0.01
+    assert default[short].max() < 0.5 and default[long].max() < 0.01
+    kept = speech_gate(wave, frames, frames, FPS, keep_silence=True, min_silence=0.6)
+    assert np.all(kept == 1.0)

@@ -99,15 +99,21 @@ def voice_activity(
 
 
 def speech_gate(
-    wave: np.ndarray, num_frames: int, audio_frames: int, fps: float, keep_silence: bool
+    wave: np.ndarray,
+    num_frames: int,
+    audio_frames: int,
+    fps: float,
+    keep_silence: bool,
+    min_silence: float = 0.2,
 ) -> np.ndarray:
-    """(num_frames,) float64 weight of the audio styles: 1 on speech, ramping to 0 on silence and past the
-    audio's end (frame `audio_frames` on)."""
+    """(num_frames,) float64 weight of the audio styles: 1 on speech, ramping to 0 on silences of at least
+    `min_silence` seconds and past the audio's end (frame `audio_frames` on)."""
     inside = np.arange(num_frames) < audio_frames
     if keep_silence:
         voiced = inside
     else:
-        voiced = np.asarray(voice_activity(wave, SAMPLE_RATE, num_frames, fps), dtype=bool) & inside
+        activity = voice_activity(wave, SAMPLE_RATE, num_frames, fps, min_silence=min_silence)
+        voiced = np.asarray(activity, dtype=bool) & inside
     width = 2 * GATE_RAMP_FRAMES + 1
     padded = np.pad(voiced.astype(np.float64), GATE_RAMP_FRAMES, mode="edge")
     return np.convolve(padded, np.ones(width) / width, mode="valid")
