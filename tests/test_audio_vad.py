@@ -107,7 +107,8 @@ def test_other_frame_rates_and_empty() -> None:
 def test_speech_gate_closes_only_on_pauses_as_long_as_asked(speech: np.ndarray) -> None:
     """The bank engine gates on pauses of ≥ 0.6 s: a 0.4 s gap between words stays open (left to the audio
     model), a 1 s pause closes, and the default gate (0.2 s) closes both."""
-    wave = _with_gap(_with_gap(speech, 6.0, np.zeros(SR, np.float32)), 3.0, np.zeros(int(0.4 * SR), np.float32))
+    pause = _with_gap(speech, 6.0, np.zeros(SR, np.float32))
+    wave = _with_gap(pause, 3.0, np.zeros(int(0.4 * SR), np.float32))
     frames = int(len(wave) / SR * FPS)
     short = slice(78, 82)  # inside the 0.4 s gap at 3.0 s (frames 75..85; the VAD ramps in and out)
     long = slice(171, 182)  # inside the 1 s pause at 6.4 s of the new wave (frames 160..185)
@@ -116,4 +117,15 @@ def test_speech_gate_closes_only_on_pauses_as_long_as_asked(speech: np.ndarray) 
     assert wide[short].min() > 0.99 and wide[long].max() < 0.01
     assert default[short].max() < 0.5 and default[long].max() < 0.01
     kept = speech_gate(wave, frames, frames, FPS, keep_silence=True, min_silence=0.6)
-    assert np.all(kept == 1.0)
+    assert np.allclose(kept, 1.0)
+
+
+def test_background_sound_at_the_pause_level_ends_speech(media_dir: Path) -> None:
+    """`sadtalker_chinese_news.wav` holds only background sound, as loud as its leading pause (−28.7 dBFS),
+    from about 6.2 to 7.2 s; the speech switch-off level used to sit 2 dB under it, so speech never ended."""
+    wave = load_audio(media_dir / "sadtalker_chinese_news.wav")
+    frames = int(len(wave) / SR * FPS)
+    voiced = voice_activity(wave, SR, frames, FPS)
+    assert not voiced[156:178].any()
+    assert not voiced[:14].any()
+    assert voiced[16:64].mean() > 0.95 and voiced[180:].mean() > 0.9

@@ -53,6 +53,18 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int, bool]]:
     return [(int(s), int(e), bool(mask[s])) for s, e in zip(starts, ends, strict=True)]
 
 
+def _switch_levels(loud: float, noise: float, on_db: float, hysteresis_db: float) -> tuple[float, float]:
+    """(on, off) levels in dBFS: speech switches on above `on` and off below `off`.
+
+    On: within `on_db` of the loud level and 6 dB above the noise floor (capped at 3 dB under the loud level,
+    so a clip without pauses still counts as voiced). Off: `hysteresis_db` lower, but 3 dB above the noise
+    floor, so background sound as loud as the pauses does not hold speech on.
+    """
+    on = max(loud - on_db, min(noise + 6.0, loud - 3.0), ABSOLUTE_FLOOR_DB)
+    off = min(max(on - hysteresis_db, noise + 3.0, ABSOLUTE_FLOOR_DB), on)
+    return on, off
+
+
 def voice_activity(
     wave: np.ndarray,
     sample_rate: int,
@@ -68,7 +80,8 @@ def voice_activity(
 
     A frame switches on when its level is within `on_db` of the clip's loud level (95th percentile) and
     6 dB above the noise floor (10th percentile; capped at 3 dB under the loud level so a clip without
-    pauses still counts as voiced), and stays on until it drops `hysteresis_db` lower.
+    pauses still counts as voiced), and stays on until it drops `hysteresis_db` lower, or to 3 dB above the
+    noise floor (`_switch_levels`).
     Pauses shorter than `min_silence` (gaps between words) are filled, then voiced bursts shorter than
     `min_speech` (clicks) are removed. Clips quieter than −60 dBFS, including digital silence, are all False.
     """
@@ -79,10 +92,7 @@ def voice_activity(
     loud = float(np.percentile(energy, 95))
     if loud < ABSOLUTE_FLOOR_DB:
         return voiced
-    noise = float(np.percentile(energy, 10))
-    # Above the noise floor too, unless the clip has no quieter part at all (continuous sound).
-    on = max(loud - on_db, min(noise + 6.0, loud - 3.0), ABSOLUTE_FLOOR_DB)
-    off = max(on - hysteresis_db, ABSOLUTE_FLOOR_DB)
+    on, off = _switch_levels(loud, float(np.percentile(energy, 10)), on_db, hysteresis_db)
     state = False
     for t, level in enumerate(energy):
         state = level > on or (state and level > off)
@@ -179,9 +189,7 @@ class StreamingVoiceActivity:
         if loud < ABSOLUTE_FLOOR_DB:
             self._state, self._held = False, 0
             return False
-        noise = float(np.percentile(history, 10))
-        on = max(loud - self.on_db, min(noise + 6.0, loud - 3.0), ABSOLUTE_FLOOR_DB)
-        off = max(on - self.hysteresis_db, ABSOLUTE_FLOOR_DB)
+        on, off = _switch_levels(loud, float(np.percentile(history, 10)), self.on_db, self.hysteresis_db)
         self._state = level > on or (self._state and level > off)
         if self._state:
             self._held = self._hold
