@@ -110,6 +110,25 @@ SILENCE = {
     "deepavsr_00019.mp4",
     "vrt_face_4.mp4",
 }
+VALIDATION_PERSONS = ("man_glasses_1", "woman_blonde_2", "man_plaid_1", "man_teal_bg_1", "man_grey_hair_1")
+"""Five more persons, each with ≥ 8 s of talking video with its audio stream, for a second set of pairs.
+The shipped models heard them: the bank engine must be given an audio model refitted without them
+(`scripts/fit_mouth_shape.py --hold-out <these> --out FILE`), and the stylelipsync engine, whose demo model
+was trained on them, is not scored on this set."""
+_V = {
+    "g": "sadtalker_WDA_BobMenendez_000.mp4",  # 512
+    "b": "sadtalker_RD_Radio2_000.mp4",  # 512
+    "p": "deepavsr_00016.mp4",  # 160
+    "t": "pcavs_Audio_Source_681100216.mp4",  # 224
+    "s": "sadtalker_WDA_EdMarkey0_000.mp4",  # 512
+}
+_VALIDATION_ORDER = ("gb", "bp", "pt", "ts", "sg", "gt", "bs", "pg", "tb", "sp")
+VALIDATION_PAIRS = [Pair(_V[a], _V[b]) for a, b in _VALIDATION_ORDER]
+VALIDATION_SILENCE = {_V["g"], _V["p"]}
+PAIR_SETS = {
+    "heldout": (PAIRS, HELD_OUT_PERSONS, SILENCE),
+    "validation": (VALIDATION_PAIRS, VALIDATION_PERSONS, VALIDATION_SILENCE),
+}
 TARGETS = {"sharpness": 0.8, "motion": 0.85, "jitter": 1.1, "agreement": 0.35, "leak": 0.3}
 
 
@@ -175,9 +194,9 @@ def dub(
     return info
 
 
-def select_pairs(spec: str | None) -> list[tuple[int, Pair]]:
+def select_pairs(spec: str | None, pairs: list[Pair] = PAIRS) -> list[tuple[int, Pair]]:
     """All pairs; `N` = the first N; `i,j,...` = those (1-based) pairs."""
-    numbered = list(enumerate(PAIRS, 1))
+    numbered = list(enumerate(pairs, 1))
     if not spec:
         return numbered
     if "," not in spec:
@@ -197,6 +216,13 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="Driving audio length (≥ 8 s used).")
     parser.add_argument("--pairs", help="N (the first N pairs) or 1-based indices i,j,... (default: all).")
+    parser.add_argument(
+        "--pair-set",
+        choices=sorted(PAIR_SETS),
+        default="heldout",
+        help="heldout: the five persons no shipped model heard; validation: five others (needs --shape-model "
+        "refitted without them; bank engine only).",
+    )
     parser.add_argument("--no-silence", action="store_true", help="Skip the silence-leak dubs.")
     parser.add_argument("--keep-silence", action="store_true", help="Silence dubs without the VAD gate.")
     parser.add_argument("--force", action="store_true", help="Dub again even where an output exists.")
@@ -204,6 +230,14 @@ def main() -> None:
     parser.add_argument("--results", type=Path, help="Append the Markdown section to this file.")
     args = parser.parse_args()
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    pair_list, persons_of_set, silence_set = PAIR_SETS[args.pair_set]
+    if args.pair_set == "validation" and (args.shape_model is None or engines != ["bank"]):
+        raise SystemExit(
+            "--pair-set validation: the shipped models heard these persons. Give --engines bank and "
+            "--shape-model FILE from scripts/fit_mouth_shape.py --hold-out "
+            + ",".join(VALIDATION_PERSONS)
+            + " --out FILE"
+        )
 
     manifest = read_media_manifest(args.media / "MANIFEST.tsv")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -221,9 +255,9 @@ def main() -> None:
     silenced: set[str] = set()
     rows = []
     started = time.perf_counter()
-    for number, pair in select_pairs(args.pairs):
+    for number, pair in select_pairs(args.pairs, pair_list):
         persons = manifest[pair.source]["person"], manifest[pair.driver]["person"]
-        if persons[0] == persons[1] or not set(persons) <= set(HELD_OUT_PERSONS):
+        if persons[0] == persons[1] or not set(persons) <= set(persons_of_set):
             raise SystemExit(f"pair {pair}: persons {persons} must be two different held-out persons")
         source = (
             make_photo(pair, args.media, args.work, args.cache) if pair.photo else args.media / pair.source
@@ -234,7 +268,8 @@ def main() -> None:
             raise SystemExit(f"{pair.driver}: {seconds:.1f} s of speech, fewer than {MIN_SECONDS:g} s")
         drive = write_wav(args.work / f"{pair.name}__drive.wav", load_audio(driver, SR)[: int(seconds * SR)])
         silence = None
-        if not args.no_silence and not pair.photo and pair.source in SILENCE and pair.source not in silenced:
+        silent_source = pair.source in silence_set and pair.source not in silenced
+        if not args.no_silence and not pair.photo and silent_source:
             silenced.add(pair.source)
             silence = write_silence(args.work / f"silence_{seconds:g}s.wav", seconds, SR)
         source_values = evaluator.evaluate(Job(f"{pair.name}/input", source)).values
@@ -358,7 +393,13 @@ def render(rows: list[dict[str, Any]], engines: list[str], args: argparse.Namesp
         "",
         f"## eval_bank.py — {args.label or ', '.join(engines)} — {stamp} — commit {git_commit()}",
         "",
-        f"{len(rows)} pairs of held-out persons (source clip dubbed with another held-out person's speech, "
+        f"{len(rows)} pairs of "
+        + (
+            "held-out persons"
+            if args.pair_set == "heldout"
+            else "the validation persons (`VALIDATION_PERSONS`, held out of the given audio model)"
+        )
+        + " (source clip dubbed with another such person's speech, "
         f"≤ {args.seconds:g} s, first {MIN_SECONDS:g}+ s of the driver video), engines {', '.join(engines)}"
         + (f", bank shape model `{args.shape_model}`" if args.shape_model else "")
         + f"; {seconds / 60:.1f} min on 2 shared CPU cores. Ratios are dubbed / input. *Agreement* = "
