@@ -1,8 +1,10 @@
-"""`VideoWriter`: round trip, A/V sync and length, odd sizes, temp-file handling, protected inputs, errors."""
+"""`VideoWriter`: round trip, A/V sync and length, odd sizes, repeatability, temp-file handling, protected
+inputs, errors."""
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import subprocess
 import sys
@@ -10,11 +12,12 @@ import textwrap
 from fractions import Fraction
 from pathlib import Path
 
+import av.logging
 import numpy as np
 import pytest
 
 from stylelipsync.errors import OutputError
-from stylelipsync.media import VideoReader, VideoWriter, load_audio, probe
+from stylelipsync.media import VideoReader, VideoWriter, load_audio, probe, x264_cpu
 from test_media_synth import frame_image, noise_bursts, psnr, read_index, write_video
 
 SR = 16000
@@ -96,6 +99,44 @@ def test_odd_sizes_are_padded_to_even(tmp_path: Path, size: tuple[int, int]) -> 
         assert edge is None or np.abs(edge).mean() < 6
         edge = frame.image[:, -1].astype(int) - frame.image[:, -2].astype(int) if width % 2 else None
         assert edge is None or np.abs(edge).mean() < 6
+
+
+def test_the_encoder_uses_the_instruction_sets_x264_detects_less_avx512() -> None:
+    level = av.logging.get_level()
+    names = x264_cpu.detected()
+    assert av.logging.get_level() == level, "the probe must leave PyAV's log level as it was"
+    assert names, "x264 no longer logs the instruction sets it uses: the AVX-512 workaround is off"
+    asm = x264_cpu.encoder_asm()
+    if "AVX512" in names:
+        assert asm is not None and asm.split(",") == [n for n in names if n != "AVX512"]
+    else:
+        assert asm is None
+
+
+def test_the_same_frames_encode_to_the_same_file_whatever_the_process_did_before(
+    media_dir: Path, tmp_path: Path
+) -> None:
+    """x264's AVX-512 MB-tree read memory it never wrote on pictures not a multiple of 128 pixels wide, so on
+    such a CPU a 224² clip encoded to a different file when other work (here: blocks of random bytes
+    allocated and freed between frames, as the renderer does) had left other bytes in the heap (see
+    `media.x264_cpu`). On a CPU without AVX-512 the encoder is repeatable with or without the fix."""
+    reader = VideoReader(media_dir / "pcavs_Audio_Source_00104.mp4")  # 224², a man talking
+    try:
+        frames = [frame.image for frame, _ in zip(reader, range(60), strict=False)]
+    finally:
+        reader.close()
+    files = []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        path = tmp_path / f"{seed}.mp4"
+        with VideoWriter(path, 25, 224, 224) as writer:
+            for frame in frames:
+                writer.write(frame)
+                sizes = rng.integers(4096, 1 << 18, 8)
+                junk = [rng.integers(0, 256, int(n), np.uint8).tobytes() for n in sizes]
+                del junk
+        files.append(hashlib.sha256(path.read_bytes()).hexdigest())
+    assert files[1] == files[0] and files[2] == files[0]
 
 
 def test_exception_leaves_no_output_and_no_temp(tmp_path: Path) -> None:

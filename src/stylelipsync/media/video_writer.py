@@ -19,6 +19,7 @@ import numpy as np
 from stylelipsync.errors import OutputError
 from stylelipsync.formats import OUTPUT_CONTAINERS, SAMPLE_RATE
 from stylelipsync.media.rate import to_rate
+from stylelipsync.media.x264_cpu import encoder_asm
 from stylelipsync.startup_trace import FIRST_FRAME, mark
 
 AAC_FRAME_SIZE = 1024
@@ -142,7 +143,12 @@ class VideoWriter:
         options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
         container = av.open(str(self._tmp), mode="w", format=fmt, options=options)
         self._container = container
-        video = container.add_stream("libx264", rate=self.rate, options={"crf": str(crf), "preset": preset})
+        x264 = {"crf": str(crf), "preset": preset}
+        asm = encoder_asm()
+        if asm is not None:
+            # Same frames, same file: x264's AVX-512 MB-tree reads memory it never wrote (see `x264_cpu`).
+            x264["x264-params"] = f"asm={asm}"
+        video = container.add_stream("libx264", rate=self.rate, options=x264)
         video.width, video.height = self.encoded_width, self.encoded_height
         video.pix_fmt = "yuv420p"
         video.time_base = 1 / self.rate
