@@ -105,7 +105,7 @@ def test_other_frame_rates_and_empty() -> None:
 
 
 def test_speech_gate_closes_only_on_pauses_as_long_as_asked(speech: np.ndarray) -> None:
-    """The bank engine gates on pauses of ≥ 0.6 s: a 0.4 s gap between words stays open (left to the audio
+    """A gate asking for pauses of ≥ 0.6 s: a 0.4 s gap between words stays open (left to the audio
     model), a 1 s pause closes, and the default gate (0.2 s) closes both."""
     pause = _with_gap(speech, 6.0, np.zeros(SR, np.float32))
     wave = _with_gap(pause, 3.0, np.zeros(int(0.4 * SR), np.float32))

@@ -53,10 +53,12 @@ that completes them must not jump with them."""
 CUT_EASE_FRAMES = 3
 """Frames on each side of a cut over which the mouth's place eases from the old segment's to the new one's
 (raised cosine): a jump of d pixels becomes steps of at most 0.26 d, second differences of at most 0.12 d."""
-PAUSE_SECONDS = 0.6
-"""Shortest pause of the speech on which the mouth is closed by the silence gate. Shorter gaps between words
-are left to the audio model: real speakers often keep the mouth moving or half open through them, and
-closing every 0.2 s gap lowered the dubbed mouth's agreement with the real speaker's (held-out pairs)."""
+PAUSE_SECONDS = 1.0
+"""Shortest pause inside the speech on which the silence gate closes the mouth (the silence before and after
+the speech is always closed). Shorter pauses are left to the audio model: in the shared talking clips the
+real mouth is, on average, as open in pauses of 0.6-1 s as during speech (it breathes, smiles, prepares the
+next word), and closing it there lowered the dubbed mouth's agreement with the real speaker's on both sets
+of held-out pairs (benchmarks/RESULTS.md)."""
 TARGET_SMOOTH_FRAMES = 0.5
 """σ (frames) of the Gaussian smoothing of the wanted mouth shape: removes frame-to-frame prediction noise
 without delaying it (zero phase)."""
