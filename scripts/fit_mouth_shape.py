@@ -78,7 +78,11 @@ causal use running (streamable) normalisation. Formant rows: Praat tracks by pra
 (`audio/formants.py`: Burg F1–F3 and bandwidths, ceiling 5500 Hz fixed beforehand, not chosen; voicing, F0,
 intensity, harmonicity), clip-normalised, on the same context steps as the mel; formants and harmonicity
 are analysed in 10 s pieces (bounded memory) since the shipped formant row was rerun (0.384 with whole-clip
-analysis); the other formant rows used whole-clip analysis.
+analysis); the other formant rows used whole-clip analysis. Speech-embedding rows: Google's speech_embedding
+(`audio/speech_embedding.py`, the ONNX models bundled in openwakeword 0.5.1's wheel; trained for keyword
+spotting on far more voices), 96 numbers per 775 ms window centred on the frame unless the row says otherwise
+(±k: k more windows each side, 40 ms apart), clip-normalised; the window layout of the combined rows (±2) was
+picked from the first three "alone" rows of this table.
 """
 
 

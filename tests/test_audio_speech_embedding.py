@@ -104,6 +104,14 @@ def test_window_reads_only_its_own_audio(speech: np.ndarray) -> None:
 
 
 @needs_models
+def test_mel_in_pieces_equals_mel_at_once(speech: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = se.embedding_mel(speech)
+    assert whole.shape == ((len(speech) - 512) // 160 + 1, 32)
+    monkeypatch.setattr(se, "MEL_CHUNK_FRAMES", 70)
+    np.testing.assert_allclose(se.embedding_mel(speech), whole, atol=1e-4)
+
+
+@needs_models
 def test_short_and_silent_audio_and_no_frames() -> None:
     for wave in (np.zeros(2 * SR), np.zeros(100)):
         e = se.frame_embeddings(wave, SR, 10, FPS)
@@ -117,6 +125,10 @@ def test_embedding_model_features_and_round_trip(speech: np.ndarray, tmp_path: P
     assert spec.embedding_size == 3 * se.EMBEDDING_SIZE and spec.size == 9 * 16 + 3 * se.EMBEDDING_SIZE
     # the last window (offset + one 40 ms step) reads up to 392.5 − 240 + 40 = 192.5 ms after the frame
     assert spec.lookahead_seconds == pytest.approx(0.1925, abs=1e-9)
+    later_mel = MelFeatureSpec(future=50, embedding=True, embedding_offset_ms=-240.0)
+    assert later_mel.lookahead_seconds == pytest.approx(0.516, abs=1e-9)  # 500 ms of mel context + 16 ms
+    alone = MelFeatureSpec(mel=False, embedding=True, embedding_offset_ms=-240.0)
+    assert alone.lookahead_seconds == pytest.approx(0.1525, abs=1e-9)
     rng = np.random.default_rng(0)
     model = MouthShapeModel(
         spec, rng.standard_normal((spec.size, 6)), np.zeros(6), np.zeros(94), np.ones(94), names=NAMES

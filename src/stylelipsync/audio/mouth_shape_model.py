@@ -202,11 +202,12 @@ class MelFeatureSpec:
 
     @property
     def lookahead_seconds(self) -> float:
-        """Audio after the frame time that the features read (context + STFT half-window; the last
-        speech-embedding window's end, if later)."""
+        """Audio after the frame time that the features read: context + STFT half-window (the mel-frame
+        context, unless only embeddings are read) or the last speech-embedding window's end, if later."""
         mel = self.future / MEL_FRAMES_PER_SECOND + STFT_HALF_WINDOW_S
         last = (self.embedding_offset_ms + self.embedding_context * self.embedding_step_ms) / 1000.0 + REACH_S
-        return max(mel, last) if self.embedding else mel
+        only_embedding = self.embedding and not (self.mel or self.formants or self.phones != "none")
+        return last if only_embedding else max(mel, last) if self.embedding else mel
 
 
 def recognise_phones(wave: np.ndarray, sample_rate: int) -> list[tuple[str, int, int]]:

@@ -4,20 +4,23 @@ openwakeword 0.5.1 ships inside its wheel.
 Why: the mouth-shape ridge's hand-made features (log-mel, spectral summaries, formants) are learnt from a few
 dozen voices; speech_embedding was trained for keyword spotting on a very large multi-speaker corpus, so its
 features may carry over to new voices better. No download: the two models come with the PyPI package
-(`pip install --no-deps openwakeword==0.5.1 onnxruntime`; 0.6 no longer bundles them), located with
+(`pip install --no-deps openwakeword==0.5.1 onnxruntime==1.32.0`; 0.6 no longer bundles them), located with
 `importlib.resources`.
 
 Preprocessing, as openwakeword's `AudioFeatures` feeds the models: 16 kHz audio in int16 units (float32,
 ±32767) → `melspectrogram.onnx`, 32 mel bins per 10 ms hop from 512-sample frames without padding (frame i
 takes samples 160·i … 160·i + 511 and weighs only 160·i + 56 … 160·i + 455, a 400-sample window; measured),
-rescaled as x / 10 + 2 → windows of 76 consecutive mel frames → `embedding_model.onnx` → 96 numbers. A
-window reads 75 · 160 + 400 = 12400 samples (775 ms); the window of time τ is the one whose centre is
-nearest τ on the 10 ms grid, so it reads audio within `REACH_S` (392.5 ms) of τ. Mel frames outside the audio
-are padded with the clip's quiet level (the 5th percentile of each mel bin), i.e. read as the recording's
-background.
+rescaled as x / 10 + 2 → windows of 76 consecutive mel frames → `embedding_model.onnx` → 96 numbers. The mel
+model floors its dB output 80 dB below the maximum of its input (measured), so mel computed in pieces is
+floored at the whole clip's maximum, as one call on the clip would be. A window reads 75 · 160 + 400 = 12400
+samples (775 ms); the window of time τ is the one whose centre is nearest τ on the 10 ms grid, so it reads
+audio within `REACH_S` (392.5 ms) of τ (and the clip's loudest frame, through that floor). Mel frames outside
+the audio are padded with the clip's quiet level (the 5th percentile of each mel bin), i.e. read as the
+recording's background.
 
-Memory is bounded for long audio: the mel is computed in pieces of `MEL_CHUNK_FRAMES` frames, the embedding
-model runs on batches of `batch` windows, and windows shared by several frames are computed once.
+Memory for long audio stays near that of the wave: the mel (32 numbers per 10 ms) is computed in pieces of
+`MEL_CHUNK_FRAMES` frames, the embedding model runs on batches of `batch` windows, and windows shared by
+several frames are computed once.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ REACH_S = HALF_WINDOW_S + HOP / 2 / SAMPLE_RATE
 """Audio the window of time τ reads on each side of τ, its centre being on the 10 ms grid (392.5 ms)."""
 MEL_CHUNK_FRAMES = 6000
 """Mel frames (60 s) computed per call of the mel model."""
+FLOOR_BELOW_MAX = 8.0
+"""The mel model's floor, 80 dB below the maximum of its input, in rescaled units."""
 PAD_PERCENTILE = 5.0
 PACKAGE_FIX = (
     "pip install --no-deps openwakeword==0.5.1 onnxruntime==1.32.0 "
@@ -116,7 +121,7 @@ def _pcm16k(wave: np.ndarray, sample_rate: int) -> F32:
 
 def embedding_mel(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, threads: int = 1) -> F32:
     """(N, 32) rescaled mel frames of the embedding model, N = (samples − 512) // 160 + 1 at 16 kHz (0 for
-    shorter audio), computed `MEL_CHUNK_FRAMES` at a time."""
+    shorter audio), computed `MEL_CHUNK_FRAMES` at a time and floored as one call on the whole clip."""
     x = _pcm16k(wave, sample_rate)
     count = max(0, (len(x) - MEL_WINDOW) // HOP + 1)
     out = np.empty((count, MEL_BINS), dtype=np.float32)
@@ -126,6 +131,8 @@ def embedding_mel(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, threads: int
         piece = x[first * HOP : (first + n - 1) * HOP + MEL_WINDOW]
         mel = session.run(None, {"input": piece[None]})[0].reshape(-1, MEL_BINS)
         out[first : first + n] = mel[:n] / 10.0 + 2.0
+    if count > MEL_CHUNK_FRAMES:
+        np.maximum(out, out.max() - FLOOR_BELOW_MAX, out=out)
     return out
 
 
