@@ -81,8 +81,8 @@ are analysed in 10 s pieces (bounded memory) since the shipped formant row was r
 analysis); the other formant rows used whole-clip analysis. Speech-embedding rows: Google's speech_embedding
 (`audio/speech_embedding.py`, the ONNX models bundled in openwakeword 0.5.1's wheel; trained for keyword
 spotting on far more voices), 96 numbers per 775 ms window centred on the frame unless the row says otherwise
-(±k: k more windows each side, 40 ms apart), clip-normalised; the window layout of the combined rows (±2) was
-picked from the first three "alone" rows of this table.
+(±k: k more windows each side, 40 ms apart), clip-normalised; the ±2 layout of the combined rows was picked
+from the first three "alone" rows of this table, the one-window layout was fixed beforehand.
 """
 
 
@@ -966,6 +966,14 @@ def variants() -> list[Variant]:
         Variant(
             "speech embedding alone, ±4 windows 40 ms apart + PW + σ=1",
             replace(embedding, embedding_context=4),
+            1.0,
+            person_weighted=True,
+            ship=False,
+            note=EMBEDDING_NOTE,
+        ),
+        Variant(
+            "PW + spectral14 + speech embedding (one centred window) + σ=1",
+            replace(spec14, embedding=True),
             1.0,
             person_weighted=True,
             ship=False,
