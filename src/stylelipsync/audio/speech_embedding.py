@@ -37,10 +37,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stylelipsync.errors import StyleLipSyncError
+from stylelipsync.formats import SAMPLE_RATE
 
 F32 = NDArray[np.float32]
 F64 = NDArray[np.float64]
-SAMPLE_RATE = 16000
 HOP = 160
 MEL_WINDOW = 512
 MEL_BINS = 32
