@@ -51,6 +51,7 @@ from stylelipsync.audio.mouth_shape_model import (
     smooth_frames,
     zscore_clip,
 )
+from stylelipsync.audio.speech_embedding import HALF_WINDOW_S, frame_embeddings
 from stylelipsync.evaluation.face_tracks import track_video
 from stylelipsync.face.geometry import FaceModel
 from stylelipsync.face.mouth_shape import BASIS_ASSET, mouth_shapes
@@ -77,7 +78,11 @@ causal use running (streamable) normalisation. Formant rows: Praat tracks by pra
 (`audio/formants.py`: Burg F1–F3 and bandwidths, ceiling 5500 Hz fixed beforehand, not chosen; voicing, F0,
 intensity, harmonicity), clip-normalised, on the same context steps as the mel; formants and harmonicity
 are analysed in 10 s pieces (bounded memory) since the shipped formant row was rerun (0.384 with whole-clip
-analysis); the other formant rows used whole-clip analysis.
+analysis); the other formant rows used whole-clip analysis. Speech-embedding rows: Google's speech_embedding
+(`audio/speech_embedding.py`, the ONNX models bundled in openwakeword 0.5.1's wheel; trained for keyword
+spotting on far more voices), 96 numbers per 775 ms window centred on the frame unless the row says otherwise
+(±k: k more windows each side, 40 ms apart), clip-normalised; the ±2 layout of the combined rows was picked
+from the first three "alone" rows of this table, the one-window layout was fixed beforehand.
 """
 
 
@@ -93,6 +98,7 @@ class Clip:
     wave: np.ndarray = field(repr=False)
     segments: list[tuple[str, int, int]] = field(default_factory=list, repr=False)
     formants: dict[float, np.ndarray] = field(default_factory=dict, repr=False)
+    embeddings: dict[tuple[float, int, float], np.ndarray] = field(default_factory=dict, repr=False)
 
 
 def zscore_columns(x: np.ndarray) -> np.ndarray:
@@ -113,6 +119,37 @@ def add_formants(clips: list[Clip], ceilings: set[float], cache: Path) -> None:
             if key not in known:
                 known[key] = formant_tracks(c.wave, len(c.mel), SAMPLE_RATE, ceiling)
             c.formants[ceiling] = known[key]
+    store.write_bytes(pickle.dumps(known))
+
+
+def embedding_key(spec: MelFeatureSpec) -> tuple[float, int, float]:
+    """What the speech-embedding windows of a spec depend on: offset, context, step (ms)."""
+    return (spec.embedding_offset_ms, spec.embedding_context, spec.embedding_step_ms)
+
+
+def add_embeddings(clips: list[Clip], keys: set[tuple[float, int, float]], cache: Path) -> None:
+    """Speech embeddings of each clip's video frames for each window layout (cached per audio and layout);
+    logs the extraction time per minute of audio."""
+    store = cache / "embeddings.pkl"
+    known: dict[str, np.ndarray] = pickle.loads(store.read_bytes()) if store.is_file() else {}
+    seconds, audio = 0.0, 0.0
+    for c in clips:
+        for offset, context, step in keys:
+            if (offset, context, step) in c.embeddings:
+                continue
+            key = f"{c.name}:{hashlib.sha1(c.wave.tobytes()).hexdigest()[:12]}:{offset:g}:{context}:{step:g}"
+            if key not in known:
+                t0 = time.perf_counter()
+                known[key] = frame_embeddings(
+                    c.wave, SAMPLE_RATE, len(c.target), c.fps, offset / 1000.0, context, step / 1000.0
+                )
+                seconds += time.perf_counter() - t0
+                audio += len(c.wave) / SAMPLE_RATE
+            c.embeddings[offset, context, step] = known[key]
+    if audio:
+        log.info(
+            "speech embeddings: %.1f s per minute of audio (%.0f s of audio)", 60 * seconds / audio, audio
+        )
     store.write_bytes(pickle.dumps(known))
 
 
@@ -282,8 +319,16 @@ def featurise(
             out[c.name] = context_features(pooled, spec, len(c.target), c.fps)
         else:
             tracks = c.formants.get(spec.formant_ceiling_hz) if spec.formants else None
+            emb = c.embeddings.get(embedding_key(spec)) if spec.embedding else None
             out[c.name] = assemble_features(
-                c.mel, spec, len(c.target), c.fps, prior, c.segments, formant_frames=tracks
+                c.mel,
+                spec,
+                len(c.target),
+                c.fps,
+                prior,
+                c.segments,
+                formant_frames=tracks,
+                embedding_frames=emb,
             )
     return out
 
@@ -662,6 +707,9 @@ NOT_BY_AGREEMENT = (
     "speaker-mouth agreement on the held-out pairs (+0.30 vs +0.33, benchmarks/RESULTS.md 2026-12-06)"
 )
 """Why formant rows are not shipped although their LOPO figure is higher."""
+EMBEDDING_NOTE = "not shipped: benchmark only (openwakeword is an optional extra)"
+EARLY_MS = -1000 * HALF_WINDOW_S + 150.0
+"""Speech-embedding window offset that makes the window end 150 ms after the frame time."""
 
 
 def choose_shipped(results: list[Result]) -> dict[str, Result]:
@@ -776,6 +824,7 @@ def variants() -> list[Variant]:
     causalspec14 = replace(causalspec, spectral_bands=True)
     vis300 = replace(base, past=30, future=32, phones="visemes", phone_stride=3)
     formants = replace(base, mel=False, formants=True)
+    embedding = replace(base, mel=False, embedding=True)
     return [
         Variant("mel ridge ±200 ms, 16 bands, per-clip norm (baseline)", base),
         Variant("training clips aligned (1 round)", base, align_rounds=1),
@@ -909,6 +958,71 @@ def variants() -> list[Variant]:
             ship=False,
             note="not shipped: +0.001 over the phones row without formants",
         ),
+        Variant(
+            "speech embedding alone (openwakeword's speech_embedding, centred 775 ms window) + PW + σ=1",
+            embedding,
+            1.0,
+            person_weighted=True,
+            ship=False,
+            note=EMBEDDING_NOTE,
+        ),
+        Variant(
+            "speech embedding alone, window ending 150 ms after the frame + PW + σ=1",
+            replace(embedding, embedding_offset_ms=EARLY_MS),
+            1.0,
+            person_weighted=True,
+            ship=False,
+            note=EMBEDDING_NOTE,
+        ),
+        Variant(
+            "speech embedding alone, ±2 windows 40 ms apart + PW + σ=1",
+            replace(embedding, embedding_context=2),
+            1.0,
+            person_weighted=True,
+            ship=False,
+            note=EMBEDDING_NOTE,
+        ),
+        Variant(
+            "speech embedding alone, window centred 80 ms after the frame + PW + σ=1",
+            replace(embedding, embedding_offset_ms=80.0),
+            1.0,
+            person_weighted=True,
+            ship=False,
+            note=EMBEDDING_NOTE,
+        ),
+        Variant(
+            "speech embedding alone, ±4 windows 40 ms apart + PW + σ=1",
+            replace(embedding, embedding_context=4),
+            1.0,
+            person_weighted=True,
+            ship=False,
+            note=EMBEDDING_NOTE,
+        ),
+        Variant(
+            "PW + spectral14 + speech embedding (one centred window) + σ=1",
+            replace(spec14, embedding=True),
+            1.0,
+            person_weighted=True,
+            ship=False,
+            note=EMBEDDING_NOTE,
+        ),
+        Variant(
+            "PW + spectral14 + speech embedding (±2 windows 40 ms apart) + σ=1",
+            replace(spec14, embedding=True, embedding_context=2),
+            1.0,
+            person_weighted=True,
+            ship=False,
+            note=EMBEDDING_NOTE,
+        ),
+        Variant(
+            "PW + spectral14 + formants × loudness/voicing products + speech embedding (±2 windows, 40 ms)"
+            " + σ=1",
+            replace(spec14, formants=True, formant_interactions=True, embedding=True, embedding_context=2),
+            1.0,
+            person_weighted=True,
+            ship=False,
+            note=EMBEDDING_NOTE,
+        ),
     ]
 
 
@@ -957,6 +1071,8 @@ def main() -> None:
         return
     ceilings = {v.spec.formant_ceiling_hz for v in variants() if v.spec.formants and args.only in v.name}
     add_formants(clips, ceilings, args.cache)
+    layouts = {embedding_key(v.spec) for v in variants() if v.spec.embedding and args.only in v.name}
+    add_embeddings(clips, layouts, args.cache)
     prior = mel_prior(clips)
     log.info(
         "%d clips, %d persons, %d frames",

@@ -14,9 +14,11 @@ averaged over `stride` frames; optionally one-hot English phone or viseme classe
 decoder over the same span (`recognise_phones`; needs the whole clip, English only, optional); optionally
 Praat formant (F1–F3, bandwidths), voicing, F0, intensity and harmonicity tracks (`audio.formants`, any
 language, normalised over the whole clip) over the same span, with products of formants and loudness /
-voicing (`FORMANT_INTERACTIONS`). A linear map then gives the six outputs, optionally followed by a short
-FIR smoothing over video frames. Look-ahead (how much audio after time t the prediction at t depends on) =
-future mel frames + 16 ms STFT half-window + future smoothing taps (Praat's pitch window reads 4 ms more).
+voicing (`FORMANT_INTERACTIONS`); optionally speech embeddings of windows around the frame
+(`audio.speech_embedding`, extra `embedding`, any language, whole-clip normalisation; benchmarked only). A
+linear map then gives the six outputs, optionally followed by a short FIR smoothing over video frames.
+Look-ahead (how much audio after time t the prediction at t depends on) = future mel frames + 16 ms STFT
+half-window + future smoothing taps (Praat's pitch window reads 4 ms more; an embedding window, 392.5 ms).
 
 The output is the least-squares estimate of the z-scored descriptor, so its spread is below 1 (about the
 correlation it reaches); rescale per clip if a unit-variance signal is needed.
@@ -57,6 +59,7 @@ from stylelipsync.audio.mel import (
     htk_mel_frequencies,
     log_mel_spectrogram_numpy,
 )
+from stylelipsync.audio.speech_embedding import EMBEDDING_SIZE, REACH_S, clip_normalized, frame_embeddings
 from stylelipsync.errors import CheckpointError, StyleLipSyncError
 
 F64 = NDArray[np.float64]
@@ -107,7 +110,10 @@ class MelFeatureSpec:
     intensity and harmonicity tracks (`audio.formants`, Burg ceiling `formant_ceiling_hz`) over the same
     context, normalised per clip (whole-clip only: Praat's analysis is not streamed); formant_interactions:
     also the products of the normalised tracks in `FORMANT_INTERACTIONS` (formants × loudness / voicing), the
-    nonlinear terms a ridge cannot form.
+    nonlinear terms a ridge cannot form; embedding: Google's speech_embedding (`audio.speech_embedding`, 96
+    numbers per ~0.78 s window, from a model trained on far more voices than the shared clips) of windows
+    centred `embedding_offset_ms` from the frame time, and of `embedding_context` more windows each side,
+    `embedding_step_ms` apart, normalised per clip (whole-clip only).
     """
 
     past: int = 20
@@ -125,6 +131,10 @@ class MelFeatureSpec:
     formants: bool = False
     formant_ceiling_hz: float = DEFAULT_CEILING_HZ
     formant_interactions: bool = False
+    embedding: bool = False
+    embedding_offset_ms: float = 0.0
+    embedding_context: int = 0
+    embedding_step_ms: float = 40.0
 
     def __post_init__(self) -> None:
         if N_MELS % self.band_pool:
@@ -145,6 +155,8 @@ class MelFeatureSpec:
             raise ValueError("formant_interactions needs formants=True")
         if self.formants and self.normalization != "clip":
             raise ValueError("formant features are normalised per clip: use normalization='clip'")
+        if self.embedding and (self.normalization != "clip" or self.embedding_context < 0):
+            raise ValueError("speech embeddings are normalised per clip and need embedding_context ≥ 0")
         if not self.mel and (self.deltas or self.spectral_size):
             raise ValueError("deltas and spectral summaries need the mel features (mel=True)")
 
@@ -177,7 +189,11 @@ class MelFeatureSpec:
         spectral = self.steps * self.spectral_size
         per_step = N_FORMANT + (len(FORMANT_INTERACTIONS) if self.formant_interactions else 0)
         formants = self.steps * per_step if self.formants else 0
-        return self.mel_size + phone_steps * self.phone_classes + spectral + formants
+        return self.mel_size + phone_steps * self.phone_classes + spectral + formants + self.embedding_size
+
+    @property
+    def embedding_size(self) -> int:
+        return (2 * self.embedding_context + 1) * EMBEDDING_SIZE if self.embedding else 0
 
     @property
     def phone_spec(self) -> MelFeatureSpec:
@@ -186,8 +202,12 @@ class MelFeatureSpec:
 
     @property
     def lookahead_seconds(self) -> float:
-        """Audio after the frame time that the features read (context + STFT half-window)."""
-        return self.future / MEL_FRAMES_PER_SECOND + STFT_HALF_WINDOW_S
+        """Audio after the frame time that the features read: context + STFT half-window (the mel-frame
+        context, unless only embeddings are read) or the last speech-embedding window's end, if later."""
+        mel = self.future / MEL_FRAMES_PER_SECOND + STFT_HALF_WINDOW_S
+        last = (self.embedding_offset_ms + self.embedding_context * self.embedding_step_ms) / 1000.0 + REACH_S
+        only_embedding = self.embedding and not (self.mel or self.formants or self.phones != "none")
+        return last if only_embedding else max(mel, last) if self.embedding else mel
 
 
 def recognise_phones(wave: np.ndarray, sample_rate: int) -> list[tuple[str, int, int]]:
@@ -488,9 +508,10 @@ def assemble_features(
     wave: np.ndarray | None = None,
     sample_rate: int = SAMPLE_RATE,
     formant_frames: F64 | None = None,
+    embedding_frames: np.ndarray | None = None,
 ) -> F64:
-    """Features of a clip from its log-mel (and phone segments and formant tracks, computed from `wave` if not
-    given).
+    """Features of a clip from its log-mel (and phone segments, formant tracks and speech embeddings —
+    `frame_embeddings` with the spec's offset, context and step — computed from `wave` if not given).
 
     `prior`: mean and std of the 94 `frame_features` over the training audio (for running normalisation).
     """
@@ -522,6 +543,14 @@ def assemble_features(
         feats = np.concatenate(
             [feats, context_features(tracks, replace(spec, deltas=False), num_frames, fps)], axis=1
         )
+    if spec.embedding:
+        if embedding_frames is None:
+            if wave is None:
+                raise ValueError("speech-embedding features need the embeddings or the wave")
+            offset, step = spec.embedding_offset_ms / 1e3, spec.embedding_step_ms / 1e3
+            context = spec.embedding_context
+            embedding_frames = frame_embeddings(wave, sample_rate, num_frames, fps, offset, context, step)
+        feats = np.concatenate([feats, clip_normalized(embedding_frames, spec.embedding_size)], axis=1)
     if spec.phones == "none":
         return feats
     if segments is None:
