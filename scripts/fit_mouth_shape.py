@@ -1041,6 +1041,8 @@ def refit_without(clips: list[Clip], args: argparse.Namespace) -> None:
     train = [c for c in clips if c.person not in persons]
     if chosen[0].spec.formants:
         add_formants(train, {chosen[0].spec.formant_ceiling_hz}, args.cache)
+    if chosen[0].spec.embedding:
+        add_embeddings(train, {embedding_key(chosen[0].spec)}, args.cache)
     info = {"fitted": dt.date.today().isoformat(), "held_out": ",".join(sorted(persons))}
     final_model(chosen[0], train, mel_prior(train), info).save(args.out)
     log.info("%s without %s (%d of %d clips) -> %s", name, sorted(persons), len(train), len(clips), args.out)
