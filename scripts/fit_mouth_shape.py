@@ -707,7 +707,12 @@ NOT_BY_AGREEMENT = (
     "speaker-mouth agreement on the held-out pairs (+0.30 vs +0.33, benchmarks/RESULTS.md 2026-12-06)"
 )
 """Why formant rows are not shipped although their LOPO figure is higher."""
-EMBEDDING_NOTE = "not shipped: benchmark only (openwakeword is an optional extra)"
+EMBEDDING_NOTE = "not shipped: the ±2-window row with mel and spectral summaries is the shipped one"
+SHIPPED_EMBEDDING_NOTE = (
+    "shipped default since 2026-12-06: refitted without the held-out persons it raised the bank's "
+    "speaker-mouth agreement to +0.44 (held-out pairs) and +0.46 (validation pairs) from +0.33 and +0.41; "
+    "the ±2 layout was picked on the embedding-only rows of this table"
+)
 EARLY_MS = -1000 * HALF_WINDOW_S + 150.0
 """Speech-embedding window offset that makes the window end 150 ms after the frame time."""
 
@@ -1011,8 +1016,7 @@ def variants() -> list[Variant]:
             replace(spec14, embedding=True, embedding_context=2),
             1.0,
             person_weighted=True,
-            ship=False,
-            note=EMBEDDING_NOTE,
+            note=SHIPPED_EMBEDDING_NOTE,
         ),
         Variant(
             "PW + spectral14 + formants × loudness/voicing products + speech embedding (±2 windows, 40 ms)"

@@ -3,9 +3,9 @@ openwakeword 0.5.1 ships inside its wheel.
 
 Why: the mouth-shape ridge's hand-made features (log-mel, spectral summaries, formants) are learnt from a few
 dozen voices; speech_embedding was trained for keyword spotting on a very large multi-speaker corpus, so its
-features may carry over to new voices better. No download: the two models come with the PyPI package
-(`pip install --no-deps openwakeword==0.5.1 onnxruntime==1.32.0`; 0.6 no longer bundles them), located with
-`importlib.resources`.
+features carry over to new voices better (the shipped mouth-shape model uses them: MODEL_CARD.md). No
+download: the two models come with the PyPI package (openwakeword==0.5.1, a dependency; 0.6 no longer bundles
+them), located with `importlib.resources`.
 
 Preprocessing, as openwakeword's `AudioFeatures` feeds the models: 16 kHz audio in int16 units (float32,
 ±32767) → `melspectrogram.onnx`, 32 mel bins per 10 ms hop from 512-sample frames without padding (frame i
@@ -58,9 +58,8 @@ FLOOR_BELOW_MAX = 8.0
 """The mel model's floor, 80 dB below the maximum of its input, in rescaled units."""
 PAD_PERCENTILE = 5.0
 PACKAGE_FIX = (
-    "pip install --no-deps openwakeword==0.5.1 onnxruntime==1.32.0 "
-    "(or pip install 'stylelipsync[embedding]'); "
-    "or use a mouth-shape model without speech embeddings"
+    "pip install openwakeword==0.5.1 onnxruntime==1.32.0 (dependencies of stylelipsync: "
+    "pip install -e . in the checkout); or use a mouth-shape model without speech embeddings"
 )
 
 
