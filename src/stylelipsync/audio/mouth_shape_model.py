@@ -15,7 +15,7 @@ decoder over the same span (`recognise_phones`; needs the whole clip, English on
 Praat formant (F1–F3, bandwidths), voicing, F0, intensity and harmonicity tracks (`audio.formants`, any
 language, normalised over the whole clip) over the same span, with products of formants and loudness /
 voicing (`FORMANT_INTERACTIONS`); optionally speech embeddings of windows around the frame
-(`audio.speech_embedding`, extra `embedding`, any language, whole-clip normalisation; benchmarked only). A
+(`audio.speech_embedding`, any language, whole-clip normalisation; in the shipped default). A
 linear map then gives the six outputs, optionally followed by a short FIR smoothing over video frames.
 Look-ahead (how much audio after time t the prediction at t depends on) = future mel frames + 16 ms STFT
 half-window + future smoothing taps (Praat's pitch window reads 4 ms more; an embedding window, 392.5 ms).
@@ -23,9 +23,10 @@ half-window + future smoothing taps (Praat's pitch window reads 4 ms more; an em
 The output is the least-squares estimate of the z-scored descriptor, so its spread is below 1 (about the
 correlation it reaches); rescale per clip if a unit-variance signal is needed.
 
-Shipped weights (`MouthShapeModel.default`): `assets/mouth_shape.safetensors` (full context, mel and
-spectral summaries, any language; the formant variant scores higher leave-one-person-out but lowered the
-dubbed mouth's agreement with the real speaker, so it is not shipped), `assets/mouth_shape_phones.safetensors`
+Shipped weights (`MouthShapeModel.default`): `assets/mouth_shape.safetensors` (full context, mel, spectral
+summaries and speech embeddings of ±2 windows, any language: the best leave-one-person-out and the best
+agreement of the dubbed mouth with the real speaker; the formant variant scored higher leave-one-person-out than
+the mel model but lowered that agreement, so it is not shipped), `assets/mouth_shape_phones.safetensors`
 (full context + phone classes, English, needs pocketsphinx) and `assets/mouth_shape_causal.safetensors`
 (≤ 100 ms look-ahead, streamable, mel only: Praat's tracks are not streamed), fitted on all shared talking
 clips by `scripts/fit_mouth_shape.py`, which also writes the leave-one-person-out benchmark
