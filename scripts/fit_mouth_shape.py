@@ -30,7 +30,7 @@ import pickle
 import textwrap
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +82,9 @@ analysis); the other formant rows used whole-clip analysis. Speech-embedding row
 (`audio/speech_embedding.py`, the ONNX models bundled in openwakeword 0.5.1's wheel; trained for keyword
 spotting on far more voices), 96 numbers per 775 ms window centred on the frame unless the row says otherwise
 (±k: k more windows each side, 40 ms apart), clip-normalised; the ±2 layout of the combined rows was picked
-from the first three "alone" rows of this table, the one-window layout was fixed beforehand.
+from the first three "alone" rows of this table, the one-window layout was fixed beforehand; the row "layout
+chosen inside the folds" picks among 1, ±2 and ±4 windows per held-out person by the same inner grouped
+cross-validation that picks alpha (training persons only; opening score at each layout's best alpha).
 """
 
 
@@ -289,6 +291,23 @@ class Variant:
     stacked_trees: bool = False
     ship: bool = True
     note: str = ""
+    candidates: tuple[MelFeatureSpec, ...] = ()
+    """Feature layouts to choose among by grouped CV inside the training persons; `spec` must be one of them
+    (it stands for them where one is needed: the kind of shipped asset, by its phones)."""
+
+    def __post_init__(self) -> None:
+        if self.candidates and self.spec not in self.candidates:
+            raise ValueError(f"variant {self.name!r}: spec must be one of its candidates")
+
+    def specs(self) -> tuple[MelFeatureSpec, ...]:
+        """The feature layouts this variant fits: its candidates, or just `spec`."""
+        return self.candidates or (self.spec,)
+
+    def lookahead_seconds(self) -> float:
+        """Audio after the frame time the prediction may read: the furthest-reaching candidate's features plus
+        the smoothing's future taps, at 25 fps."""
+        taps, centre = self.smoothing()
+        return max(s.lookahead_seconds for s in self.specs()) + (len(taps) - 1 - centre) / 25.0
 
     def smoothing(self) -> tuple[np.ndarray, int]:
         """FIR taps and lag-0 index: Gaussian (centred) or one-sided (past-only, for look-ahead)."""
@@ -449,20 +468,40 @@ def best_lags(data: TrainingData, clips: list[Clip], oof: dict[str, np.ndarray])
     return {n: v - median for n, v in lags.items()}
 
 
-def fit(data: TrainingData, clips: list[Clip]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
-    """Weight, bias, alphas fitted on `clips`, and the target shift of each clip.
-
-    Alpha per output, and the output delay if the variant offers several, by grouped CV over the persons of
-    `clips`. With `align_rounds`, each clip's target is first shifted to its out-of-fold prediction.
-    """
+def cv_table(data: TrainingData, clips: list[Clip]) -> tuple[np.ndarray, dict[str, int]]:
+    """Grouped-CV score (delays, A, D) over the persons of `clips` of each delay, alpha and output, and the
+    target shift of each clip (with `align_rounds`, each clip's target shifted to its out-of-fold
+    prediction first)."""
     lags: dict[str, int] = {}
     for _ in range(data.variant.align_rounds):
         score, preds = cross_validate(data, clips, lags)
         best = pick_alpha(data.variant, score)
         oof = {n: p[best, :, np.arange(len(NAMES))].T for n, p in preds.items()}
         lags = best_lags(data, clips, oof)
+    return np.stack([cross_validate(data, clips, lags, d)[0] for d in data.variant.delays]), lags
+
+
+def choose_layout(
+    datas: list[TrainingData], clips: list[Clip]
+) -> tuple[int, tuple[np.ndarray, dict[str, int]]]:
+    """Index of the feature layout whose grouped-CV opening score over the persons of `clips` (at its own
+    best alpha and delay) is highest, and that layout's `cv_table` (for `fit`, so it is not recomputed)."""
+    tables = [cv_table(d, clips) for d in datas]
+    k = int(np.argmax([t[..., 0].max() for t, _ in tables]))
+    return k, tables[k]
+
+
+def fit(
+    data: TrainingData, clips: list[Clip], cv: tuple[np.ndarray, dict[str, int]] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """Weight, bias, alphas fitted on `clips`, and the target shift of each clip.
+
+    Alpha per output, and the output delay if the variant offers several, by grouped CV over the persons of
+    `clips` (`cv`: that `cv_table`, if already computed). With `align_rounds`, each clip's target is first
+    shifted to its out-of-fold prediction.
+    """
+    table, lags = cv if cv is not None else cv_table(data, clips)
     delays = list(data.variant.delays)
-    table = np.stack([cross_validate(data, clips, lags, d)[0] for d in delays])  # (delays, A, D)
     best = pick_alpha(data.variant, table.reshape(len(delays) * len(ALPHAS), len(NAMES)))
     w = np.zeros((data.feats[clips[0].name].shape[1], len(NAMES)))
     b, alpha = np.zeros(len(NAMES)), np.zeros(len(NAMES))
@@ -489,6 +528,8 @@ class Result:
     alphas: list[np.ndarray]
     preds: dict[str, np.ndarray] = field(default_factory=dict)
     shifts: list[dict[str, int]] = field(default_factory=list)
+    layouts: list[int] = field(default_factory=list)
+    """Per held-out person, the index of the candidate layout chosen inside the training persons."""
 
     @property
     def mean(self) -> np.ndarray:
@@ -525,19 +566,26 @@ def augmented(variant: Variant, clips: list[Clip]) -> list[list[Clip]]:
 
 
 def lopo(variant: Variant, clips: list[Clip], prior: tuple[np.ndarray, np.ndarray]) -> Result:
-    """Leave-one-person-out: per-person mean per-clip correlation at lag 0 of each descriptor column."""
-    data = TrainingData(variant, clips, prior)
-    per_person, alphas, preds, shifts = {}, [], {}, []
+    """Leave-one-person-out: per-person mean per-clip correlation at lag 0 of each descriptor column. With
+    candidate layouts, each fold fits the one `choose_layout` picks on its training persons."""
+    datas = [TrainingData(replace(variant, spec=s, candidates=()), clips, prior) for s in variant.specs()]
+    per_person, alphas, preds, shifts, layouts = {}, [], {}, [], []
     for person in sorted({c.person for c in clips}):
         train = [c for c in clips if c.person != person]
-        w, b, alpha, shift = fit(data, train)
+        k, cv = choose_layout(datas, train) if len(datas) > 1 else (0, None)
+        data = datas[k]
+        w, b, alpha, shift = fit(data, train, cv)
         alphas.append(alpha)
         shifts.append(shift)
+        layouts.append(k)
         held = [c for c in clips if c.person == person]
         for c in held:
             preds[c.name] = predict(variant, data.feats[c.name], w, b).astype(np.float32)
         per_person[person] = np.mean([clip_corr(preds[c.name], c.target) for c in held], axis=0)
-    return Result(variant, per_person, alphas, preds, shifts)
+        if len(datas) > 1:
+            label = layout_label(datas[k].variant.spec, variant.specs())
+            log.info("  %s opening %.3f (%s)", person, per_person[person][0], label)
+    return Result(variant, per_person, alphas, preds, shifts, layouts)
 
 
 STACK_OUTPUTS = (0, 1)
@@ -630,14 +678,29 @@ def mel_prior(clips: list[Clip]) -> tuple[np.ndarray, np.ndarray]:
 def final_model(
     variant: Variant, clips: list[Clip], prior: tuple[np.ndarray, np.ndarray], info: dict[str, str]
 ) -> MouthShapeModel:
-    """The variant refitted on every clip (alpha by grouped CV over all persons)."""
-    variant = replace(variant, per_speaker_norm=False)
-    w, b, alpha, lags = fit(TrainingData(variant, clips, prior), clips)
+    """The variant refitted on every clip (alpha, and the layout among candidates, by grouped CV over all
+    persons)."""
+    candidates = variant.specs()
+    datas = [
+        TrainingData(replace(variant, spec=s, candidates=(), per_speaker_norm=False), clips, prior)
+        for s in candidates
+    ]
+    k, cv = choose_layout(datas, clips) if len(datas) > 1 else (0, None)
+    variant = datas[k].variant
+    w, b, alpha, lags = fit(datas[k], clips, cv)
     taps, centre = variant.smoothing()
     meta = dict(info, variant=variant.name, alpha=",".join(f"{a:g}" for a in alpha))
+    if len(datas) > 1:
+        meta["layout"] = f"candidate {k + 1} of {len(datas)}: {layout_label(candidates[k], candidates)}"
     if lags:
         meta["target_shifts"] = ",".join(f"{n}:{v:+d}" for n, v in sorted(lags.items()) if v)
     return MouthShapeModel(variant.spec, w, b, prior[0], prior[1], taps, centre, NAMES, meta)
+
+
+def layout_label(spec: MelFeatureSpec, candidates: tuple[MelFeatureSpec, ...]) -> str:
+    """The settings of `spec` in which the candidates differ, e.g. "embedding_context=2"."""
+    names = [f.name for f in fields(MelFeatureSpec) if len({getattr(c, f.name) for c in candidates}) > 1]
+    return ", ".join(f"{n}={getattr(spec, n)}" for n in names)
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -666,17 +729,26 @@ def table(results: list[Result], clips: list[Clip]) -> str:
     for r in results:
         m, s = r.mean, r.sd
         better = sum(r.per_person[p][0] > base[p][0] for p in base)
-        taps, centre = r.variant.smoothing()
-        la = r.variant.spec.lookahead_seconds + (len(taps) - 1 - centre) / 25.0
+        la = r.variant.lookahead_seconds()
         alpha = np.median(np.stack(r.alphas), axis=0)
         shifts = getattr(r, "shifts", [])  # absent from results cached before delays existed
         delay = np.median([sh.get("delay:opening", 0) for sh in shifts]) if shifts else 0
         rows.append(
             f"| {r.variant.name} | {1000 * la:.0f} ms | {m[0]:.3f} ± {s[0]:.3f} | {better}/{len(base)} | "
             + " | ".join(f"{v:.3f}" for v in m[1:])
-            + f" | {best_lag_opening(r, clips):.3f} | {alpha[0]:g} / {delay:+g} | {r.variant.note} |"
+            + f" | {best_lag_opening(r, clips):.3f} | {alpha[0]:g} / {delay:+g} | {note(r)} |"
         )
     return "\n".join(rows)
+
+
+def note(result: Result) -> str:
+    """The variant's note, and with candidate layouts how many held-out persons' folds chose each."""
+    specs = result.variant.specs()
+    if len(specs) == 1:
+        return result.variant.note
+    chosen = getattr(result, "layouts", [])
+    counts = ", ".join(f"{layout_label(s, specs)}: {chosen.count(k)}" for k, s in enumerate(specs))
+    return f"{result.variant.note}; layout chosen per fold: {counts}".lstrip("; ")
 
 
 ENSEMBLES = {
@@ -811,9 +883,8 @@ def person_mean_opening(result: Result, clips: list[Clip]) -> float:
 
 def is_causal(v: Variant) -> bool:
     """Streaming-capable: running normalisation and ≤ 100 ms look-ahead at 25 fps."""
-    taps, centre = v.smoothing()
-    la = v.spec.lookahead_seconds + (len(taps) - 1 - centre) / 25.0
-    return v.spec.normalization == "running" and not v.per_speaker_norm and la <= 0.1 + 1e-9
+    running = all(s.normalization == "running" for s in v.specs())
+    return running and not v.per_speaker_norm and v.lookahead_seconds() <= 0.1 + 1e-9
 
 
 def variants() -> list[Variant]:
@@ -1019,6 +1090,15 @@ def variants() -> list[Variant]:
             note=SHIPPED_EMBEDDING_NOTE,
         ),
         Variant(
+            "PW + spectral14 + speech embedding, layout chosen inside the folds (1, ±2, ±4 windows) + σ=1",
+            replace(spec14, embedding=True),
+            1.0,
+            person_weighted=True,
+            ship=False,
+            note=EMBEDDING_NOTE,
+            candidates=tuple(replace(spec14, embedding=True, embedding_context=k) for k in (0, 2, 4)),
+        ),
+        Variant(
             "PW + spectral14 + formants × loudness/voicing products + speech embedding (±2 windows, 40 ms)"
             " + σ=1",
             replace(spec14, formants=True, formant_interactions=True, embedding=True, embedding_context=2),
@@ -1043,10 +1123,9 @@ def refit_without(clips: list[Clip], args: argparse.Namespace) -> None:
     if not chosen:
         raise SystemExit(f"--variant {name!r}: no such variant (see benchmarks/mouth_shape_lopo.md)")
     train = [c for c in clips if c.person not in persons]
-    if chosen[0].spec.formants:
-        add_formants(train, {chosen[0].spec.formant_ceiling_hz}, args.cache)
-    if chosen[0].spec.embedding:
-        add_embeddings(train, {embedding_key(chosen[0].spec)}, args.cache)
+    specs = chosen[0].specs()
+    add_formants(train, {s.formant_ceiling_hz for s in specs if s.formants}, args.cache)
+    add_embeddings(train, {embedding_key(s) for s in specs if s.embedding}, args.cache)
     info = {"fitted": dt.date.today().isoformat(), "held_out": ",".join(sorted(persons))}
     final_model(chosen[0], train, mel_prior(train), info).save(args.out)
     log.info("%s without %s (%d of %d clips) -> %s", name, sorted(persons), len(train), len(clips), args.out)
@@ -1075,9 +1154,9 @@ def main() -> None:
     if args.hold_out:
         refit_without(clips, args)
         return
-    ceilings = {v.spec.formant_ceiling_hz for v in variants() if v.spec.formants and args.only in v.name}
-    add_formants(clips, ceilings, args.cache)
-    layouts = {embedding_key(v.spec) for v in variants() if v.spec.embedding and args.only in v.name}
+    specs = [s for v in variants() if args.only in v.name for s in v.specs()]
+    add_formants(clips, {s.formant_ceiling_hz for s in specs if s.formants}, args.cache)
+    layouts = {embedding_key(s) for s in specs if s.embedding}
     add_embeddings(clips, layouts, args.cache)
     prior = mel_prior(clips)
     log.info(
