@@ -321,13 +321,19 @@ def main() -> None:
             fh.write(report)
 
 
-def chance(source: Path, dubbed: Path, driver: Path, cache: Path) -> float | None:
-    """The input's real mouth on the dub's timeline (ping-pong, as the pipeline loops) vs the speaker's."""
+def input_on_timeline(source: Path, dubbed: Path, cache: Path) -> tuple[np.ndarray, float]:
+    """The input's real mouth opening on the dub's frames (ping-pong, as the pipeline loops) and its rate."""
     track = track_video(source, cache_dir=cache)
-    reader = VideoReader(dubbed)
-    timeline = source_indices(len(reader), len(track), LoopMode.PINGPONG)
-    mouth = mouth_opening(track.raw, track.detected)[timeline]
-    speaker = track_video(driver, fps=reader.fps, cache_dir=cache)
+    with VideoReader(dubbed) as reader:
+        num_output, fps = len(reader), reader.fps
+    timeline = source_indices(num_output, len(track), LoopMode.PINGPONG)
+    return mouth_opening(track.raw, track.detected)[timeline], fps
+
+
+def chance(source: Path, dubbed: Path, driver: Path, cache: Path) -> float | None:
+    """The input's real mouth on the dub's timeline vs the real mouth of the driver's speaker."""
+    mouth, fps = input_on_timeline(source, dubbed, cache)
+    speaker = track_video(driver, fps=fps, cache_dir=cache)
     best = lagged_correlation(mouth, mouth_opening(speaker.raw, speaker.detected), max_lag=SPEAKER_MAX_LAG)
     return best.correlation if math.isfinite(best.correlation) else None
 

@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from eval_bank import dub, fmt, git_commit, ratio
+from eval_bank import dub, fmt, git_commit, input_on_timeline, ratio
 
 from stylelipsync.audio import frame_energy, voice_activity
 from stylelipsync.evaluation.audio_to_mouth import HELD_OUT_PERSONS, AudioToMouth, zscore
@@ -77,9 +77,8 @@ from stylelipsync.evaluation.offline_sync import (
 )
 from stylelipsync.evaluation.runner import EvalConfig, Evaluator, Job
 from stylelipsync.formats import SAMPLE_RATE
-from stylelipsync.media import VideoReader, load_audio, probe
+from stylelipsync.media import load_audio, probe
 from stylelipsync.pipelines import LipSyncPipeline
-from stylelipsync.pipelines.timeline import LoopMode, source_indices
 
 REPO = Path(__file__).resolve().parents[1]
 MIN_PAUSE_FRAMES = 5
@@ -148,15 +147,6 @@ def pause_contrast(mouth: np.ndarray, wave: np.ndarray, fps: float) -> float | N
     if len(speech) < MIN_PAUSE_FRAMES or len(pause) < MIN_PAUSE_FRAMES:
         return None
     return float(speech.mean() - pause.mean())
-
-
-def input_on_timeline(source: Path, dubbed: Path, cache: Path) -> tuple[np.ndarray, float]:
-    """The input's real mouth opening on the dub's frames (ping-pong, as the pipeline loops) and its rate."""
-    track = track_video(source, cache_dir=cache)
-    with VideoReader(dubbed) as reader:
-        num_output, fps = len(reader), float(reader.rate)
-    timeline = source_indices(num_output, len(track), LoopMode.PINGPONG)
-    return mouth_opening(track.raw, track.detected)[timeline], fps
 
 
 def chance(

@@ -707,8 +707,9 @@ def layout_label(spec: MelFeatureSpec, candidates: tuple[MelFeatureSpec, ...]) -
 
 
 def best_lag_opening(result: Result, clips: list[Clip], max_lag: int = 2) -> float:
-    """Mean over persons of the per-clip opening correlation at the best lag within ±max_lag frames (the
-    offline-sync convention of earlier figures), from the stored LOPO predictions."""
+    """Mean over persons of the per-clip opening correlation at the best lag within ±max_lag frames (lag 0
+    only with max_lag=0; ±2 is the offline-sync convention of earlier figures), from the stored LOPO
+    predictions of the given clips."""
     per_person: dict[str, list[float]] = {}
     for c in clips:
         p, t = result.preds[c.name][:, :1].astype(np.float64), c.target[:, :1]
@@ -868,17 +869,10 @@ def offset_section(
         "|---|---|---|",
     ]
     for label, result in [("baseline", baseline), *sorted((shipped or {}).items())]:
-        lines.append(f"| {label} | {result.mean[0]:.3f} | {person_mean_opening(result, in_step):.3f} |")
+        lines.append(
+            f"| {label} | {result.mean[0]:.3f} | {best_lag_opening(result, in_step, max_lag=0):.3f} |"
+        )
     return "\n".join(lines)
-
-
-def person_mean_opening(result: Result, clips: list[Clip]) -> float:
-    """Mean over persons of the per-clip lag-0 opening correlation, over the given clips only."""
-    per_person: dict[str, list[float]] = {}
-    for c in clips:
-        p, t = result.preds[c.name][:, :1].astype(np.float64), c.target[:, :1]
-        per_person.setdefault(c.person, []).append(float(clip_corr(p, t)[0]))
-    return float(np.mean([np.mean(v) for v in per_person.values()]))
 
 
 def is_causal(v: Variant) -> bool:
@@ -901,6 +895,7 @@ def variants() -> list[Variant]:
     vis300 = replace(base, past=30, future=32, phones="visemes", phone_stride=3)
     formants = replace(base, mel=False, formants=True)
     embedding = replace(base, mel=False, embedding=True)
+    spec14_emb = replace(spec14, embedding=True)
     return [
         Variant("mel ridge ±200 ms, 16 bands, per-clip norm (baseline)", base),
         Variant("training clips aligned (1 round)", base, align_rounds=1),
@@ -1034,80 +1029,57 @@ def variants() -> list[Variant]:
             ship=False,
             note="not shipped: +0.001 over the phones row without formants",
         ),
-        Variant(
+        embedding_row(
             "speech embedding alone (openwakeword's speech_embedding, centred 775 ms window) + PW + σ=1",
             embedding,
-            1.0,
-            person_weighted=True,
-            ship=False,
-            note=EMBEDDING_NOTE,
         ),
-        Variant(
+        embedding_row(
             "speech embedding alone, window ending 150 ms after the frame + PW + σ=1",
             replace(embedding, embedding_offset_ms=EARLY_MS),
-            1.0,
-            person_weighted=True,
-            ship=False,
-            note=EMBEDDING_NOTE,
         ),
-        Variant(
+        embedding_row(
             "speech embedding alone, ±2 windows 40 ms apart + PW + σ=1",
             replace(embedding, embedding_context=2),
-            1.0,
-            person_weighted=True,
-            ship=False,
-            note=EMBEDDING_NOTE,
         ),
-        Variant(
+        embedding_row(
             "speech embedding alone, window centred 80 ms after the frame + PW + σ=1",
             replace(embedding, embedding_offset_ms=80.0),
-            1.0,
-            person_weighted=True,
-            ship=False,
-            note=EMBEDDING_NOTE,
         ),
-        Variant(
+        embedding_row(
             "speech embedding alone, ±4 windows 40 ms apart + PW + σ=1",
             replace(embedding, embedding_context=4),
-            1.0,
-            person_weighted=True,
-            ship=False,
-            note=EMBEDDING_NOTE,
         ),
-        Variant(
-            "PW + spectral14 + speech embedding (one centred window) + σ=1",
-            replace(spec14, embedding=True),
-            1.0,
-            person_weighted=True,
-            ship=False,
-            note=EMBEDDING_NOTE,
-        ),
-        Variant(
+        embedding_row("PW + spectral14 + speech embedding (one centred window) + σ=1", spec14_emb),
+        embedding_row(
             "PW + spectral14 + speech embedding (±2 windows 40 ms apart) + σ=1",
-            replace(spec14, embedding=True, embedding_context=2),
-            1.0,
-            person_weighted=True,
+            replace(spec14_emb, embedding_context=2),
+            ship=True,
             note=SHIPPED_EMBEDDING_NOTE,
         ),
-        Variant(
+        embedding_row(
             "PW + spectral14 + speech embedding, layout chosen inside the folds (1, ±2, ±4 windows) + σ=1",
-            replace(spec14, embedding=True),
-            1.0,
-            person_weighted=True,
-            ship=False,
-            note=EMBEDDING_NOTE,
-            candidates=tuple(replace(spec14, embedding=True, embedding_context=k) for k in (0, 2, 4)),
+            spec14_emb,
+            candidates=tuple(replace(spec14_emb, embedding_context=k) for k in (0, 2, 4)),
         ),
-        Variant(
+        embedding_row(
             "PW + spectral14 + formants × loudness/voicing products + speech embedding (±2 windows, 40 ms)"
             " + σ=1",
-            replace(spec14, formants=True, formant_interactions=True, embedding=True, embedding_context=2),
-            1.0,
-            person_weighted=True,
-            ship=False,
-            note=EMBEDDING_NOTE,
+            replace(spec14_emb, formants=True, formant_interactions=True, embedding_context=2),
         ),
     ]
+
+
+def embedding_row(
+    name: str,
+    spec: MelFeatureSpec,
+    *,
+    ship: bool = False,
+    note: str = EMBEDDING_NOTE,
+    candidates: tuple[MelFeatureSpec, ...] = (),
+) -> Variant:
+    """A speech-embedding row: persons weighted equally, smoothed over σ = 1 frame, like the rows it is
+    compared with."""
+    return Variant(name, spec, 1.0, person_weighted=True, ship=ship, note=note, candidates=candidates)
 
 
 def refit_without(clips: list[Clip], args: argparse.Namespace) -> None:
