@@ -1,5 +1,6 @@
 """Speech embeddings (openwakeword's bundled speech_embedding) for the mouth-shape model: shapes, windows,
-determinism on real speech, the feature layout, and the error when the optional packages are missing."""
+determinism on real speech, the feature layout, and the error when the packages are missing (they are
+dependencies of the default model, so a missing one fails these tests)."""
 
 from __future__ import annotations
 
@@ -16,20 +17,6 @@ from stylelipsync.media import load_audio
 
 SR, FPS = 16000, 25.0
 SPEECH = "echomimic_jane.wav"
-
-
-def have_models() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-        import openwakeword  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_models = pytest.mark.skipif(
-    not have_models(), reason="optional: pip install --no-deps openwakeword==0.5.1 onnxruntime==1.32.0"
-)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +36,6 @@ def test_missing_package_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
         se._sessions.cache_clear()
 
 
-@needs_models
 def test_frame_embeddings_on_real_speech(speech: np.ndarray) -> None:
     frames = 100
     a = se.frame_embeddings(speech, SR, frames, FPS)
@@ -74,7 +60,6 @@ def test_frame_embeddings_on_real_speech(speech: np.ndarray) -> None:
     assert np.corrcoef(a[20:80, 0].ravel(), b[20:80, 0].ravel())[0, 1] > 0.99
 
 
-@needs_models
 def test_same_numbers_as_openwakewords_own_pipeline(speech: np.ndarray) -> None:
     """openwakeword's AudioFeatures (int16 audio, its mel scaling, windows every 8 mel frames) gives the
     same embeddings as our windows centred on the same times."""
@@ -88,7 +73,6 @@ def test_same_numbers_as_openwakewords_own_pipeline(speech: np.ndarray) -> None:
     np.testing.assert_allclose(ours, reference, atol=1e-3)
 
 
-@needs_models
 def test_window_reads_only_its_own_audio(speech: np.ndarray) -> None:
     """Frame t's window reads at most REACH_S after t / fps: audio after that does not change it, audio
     50 ms before its end does."""
@@ -103,7 +87,6 @@ def test_window_reads_only_its_own_audio(speech: np.ndarray) -> None:
     assert np.abs(se.frame_embeddings(inside, SR, frames, FPS)[t] - base[t]).max() > 0.1
 
 
-@needs_models
 def test_mel_in_pieces_equals_mel_at_once(speech: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     whole = se.embedding_mel(speech)
     assert whole.shape == ((len(speech) - 512) // 160 + 1, 32)
@@ -111,7 +94,6 @@ def test_mel_in_pieces_equals_mel_at_once(speech: np.ndarray, monkeypatch: pytes
     np.testing.assert_allclose(se.embedding_mel(speech), whole, atol=1e-4)
 
 
-@needs_models
 def test_short_and_silent_audio_and_no_frames() -> None:
     for wave in (np.zeros(2 * SR), np.zeros(100)):
         e = se.frame_embeddings(wave, SR, 10, FPS)
@@ -119,7 +101,6 @@ def test_short_and_silent_audio_and_no_frames() -> None:
     assert se.frame_embeddings(np.zeros(SR), SR, 0, FPS, context=1).shape == (0, 3, se.EMBEDDING_SIZE)
 
 
-@needs_models
 def test_embedding_model_features_and_round_trip(speech: np.ndarray, tmp_path: Path) -> None:
     spec = MelFeatureSpec(past=4, future=4, embedding=True, embedding_offset_ms=-240.0, embedding_context=1)
     assert spec.embedding_size == 3 * se.EMBEDDING_SIZE and spec.size == 9 * 16 + 3 * se.EMBEDDING_SIZE

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
+from importlib.metadata import PackageNotFoundError, version
+from importlib.util import find_spec
 from math import gcd
 from pathlib import Path
 from typing import Any
@@ -70,18 +71,23 @@ class _Sessions:
 
 
 def _model_file(name: str) -> Path:
-    """Path of one of openwakeword's bundled ONNX files, or an error saying how to get them."""
-    try:
-        import openwakeword
-    except ImportError as exc:
+    """Path of one of openwakeword's bundled ONNX files, or an error saying how to get them.
+
+    The package is located, not imported: importing it loads scikit-learn and SciPy (about 1 s) for nothing.
+    """
+    spec = find_spec("openwakeword")
+    if spec is None or not spec.submodule_search_locations:
         raise StyleLipSyncError(
             f"speech-embedding features need openwakeword's bundled models: {PACKAGE_FIX}"
-        ) from exc
-    path = Path(str(resources.files(openwakeword) / "resources" / "models" / name))
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "resources" / "models" / name
     if not path.is_file():
-        version = getattr(openwakeword, "__version__", "?")
+        try:
+            found = version("openwakeword")
+        except PackageNotFoundError:
+            found = "?"
         raise StyleLipSyncError(
-            f"{path} is missing (openwakeword {version} does not bundle it; 0.5.1 does): {PACKAGE_FIX}"
+            f"{path} is missing (openwakeword {found} does not bundle it; 0.5.1 does): {PACKAGE_FIX}"
         )
     return path
 
