@@ -12,6 +12,7 @@ double backward, which DDP does not support, and one code path keeps the three t
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -42,6 +43,14 @@ Batch = dict[str, Any]
 LossFn = Callable[[Batch], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 CHECKPOINT_PREFIX = "checkpoint-"
+
+
+def _destroy_process_group() -> None:
+    """At interpreter exit: tear the process group down while Python still runs. Left to the C++ destructors,
+    a gloo group's threads were occasionally destroyed while joinable and the process aborted after a
+    successful run ("terminate called without an active exception", exit code −6, seen once in CI)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class TrainingTask(ABC):
@@ -224,6 +233,9 @@ class Trainer:
         # Without cpu=True, Accelerate ignores a torchrun launch on a machine without CUDA (no process group).
         cpu = cpu or not torch.cuda.is_available()
         self.accelerator = Accelerator(mixed_precision=self.config.mixed_precision, cpu=cpu)
+        if dist.is_available() and dist.is_initialized():
+            atexit.unregister(_destroy_process_group)  # once, however many trainers a process runs
+            atexit.register(_destroy_process_group)
         self.device = self.accelerator.device
         self.rank = self.accelerator.process_index
         self.world_size = self.accelerator.num_processes
