@@ -23,7 +23,7 @@ from stylelipsync.pipelines.engines.bank import MouthBankEngine, ease_jumps, qua
 from stylelipsync.pipelines.engines.bank.bank import BankVideo, MouthBank
 from stylelipsync.pipelines.engines.bank.collect import CropCollector, kept_frames, native_side
 from stylelipsync.pipelines.engines.bank.select import SelectionCosts, cuts, select
-from stylelipsync.pipelines.engines.bank.steady import CENTRE_POINTS, steady_shifts
+from stylelipsync.pipelines.engines.bank.steady import CENTRE_POINTS, FrameMotion, steady_shifts
 from stylelipsync.pipelines.engines.bank.warp import place, similarity, thin_plate
 
 CLIP = "dreamtalk_M030_front_neutral_level1_001.mp4"  # 256², 25 fps, 94 frames, a man talking, no audio
@@ -236,8 +236,16 @@ def test_steady_shifts_put_noisy_landmarks_where_the_image_moved(clip: Path) -> 
         collector(k, moved, landmarks[k].astype(np.float32))
     try:
         shifts = steady_shifts(collector, landmarks)
+        # The motion measured on the worker thread during collection is the one measured inline.
+        inline = FrameMotion(threaded=False)
+        for r, k in enumerate(collector.frames):
+            inline.add(k, collector.store[r], landmarks[k, :, :2] + collector.matrices[r][:, 2])
+        threaded = collector.motion.steps()
     finally:
         collector.close()
+    assert sum(step is not None for step in threaded) >= t_len - 5
+    for a, b in zip(threaded, inline.steps(), strict=True):
+        assert (a is None and b is None) or np.array_equal(a, b)
     centre = landmarks[:, list(CENTRE_POINTS), :2].mean(axis=1) - lm0[list(CENTRE_POINTS), :2].mean(axis=0)
     before = np.linalg.norm(centre - path, axis=1)
     after = np.linalg.norm(centre + shifts - path, axis=1)

@@ -11,7 +11,7 @@ import pytest
 from stylelipsync.face.crop import invert, similarity_scale, warp_landmarks, warp_points, warp_to_crop
 from stylelipsync.face.landmarks import LIPS_OUTER
 from stylelipsync.face.mask import PoseMasker
-from stylelipsync.face.paste import blend_weight, paste_back
+from stylelipsync.face.paste import blend_weight, color_offset, paste_back, region_box, seam_color_offset
 from test_face_common import TALKING, model_and_crops, read_frames, tracked
 
 # Faces smaller than the crop (upsampled), and larger (the crop loses detail).
@@ -124,6 +124,31 @@ def test_color_match_hides_a_colour_shift(media_dir: Path) -> None:
     err_matched = np.abs(matched[box].astype(float) - frame[box]).mean()
     err_raw = np.abs(raw[box].astype(float) - frame[box]).mean()
     assert err_matched < 0.3 * err_raw
+
+
+def test_seam_color_offset_is_color_offset_on_a_float_mouth(media_dir: Path) -> None:
+    # The bank's faster colour match must give the same field as paste_back's, from a float image; on a
+    # real crop with a lighting change that varies across the face.
+    name = "sadtalker_WDA_KatieHill_000.mp4"
+    _, _, crop, mask = setup(media_dir, name)
+    alpha = blend_weight(mask)
+    across = np.linspace(-20.0, 30.0, crop.shape[1], dtype=np.float32)
+    ramp = across[None, :, None] * np.array([1.0, 0.5, -0.3])
+    lit = np.clip(np.rint(crop + ramp), 0, 255).astype(np.uint8)
+    expected = color_offset(lit, crop, alpha)
+    assert np.abs(expected).max() > 10  # the test has a field to find
+    np.testing.assert_allclose(seam_color_offset(lit.astype(np.float32), crop, alpha), expected, atol=1e-3)
+    # No fully regenerated pixels: no offset, like color_offset.
+    assert not seam_color_offset(lit.astype(np.float32), crop, alpha * 0.5).any()
+
+
+def test_region_box_covers_exactly_the_weighted_pixels() -> None:
+    alpha = np.zeros((64, 64), np.float32)
+    alpha[10:20, 30:41] = 0.3
+    alpha[25, 12] = 1e-3
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert region_box(alpha, identity, 200, 200) == (12 - 2, 10 - 2, 41 + 2, 26 + 2)
+    assert region_box(np.zeros_like(alpha), identity, 200, 200) is None
 
 
 def test_changed_mouth_shows_no_ghost_of_the_original(media_dir: Path) -> None:

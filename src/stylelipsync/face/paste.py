@@ -59,26 +59,58 @@ def color_offset(
     differences are spread with a normalised Gaussian (σ 16 px) and, far from the band, fall back to the
     band's mean. Offsets are limited to ±48 levels.
     """
-    full = (alpha >= 0.9).astype(np.uint8)
-    if not full.any():
+    found = _seam_band(alpha)
+    if found is None:
         return np.zeros(generated.shape, dtype=np.float32)
-    inner = np.asarray(cv2.erode(full, np.ones((3, 3), np.uint8), iterations=_BAND_PX, borderValue=(1,)))
-    band = ((full > 0) & (inner == 0)).astype(np.float32)
-    if band.sum() < 10:
-        return np.zeros(generated.shape, dtype=np.float32)
+    band = found.astype(np.float32)
     diff = original.astype(np.float32) - generated.astype(np.float32)
     mean = (diff * band[..., None]).sum(axis=(0, 1)) / band.sum()
     # The field is smooth, so it is computed at 1/4 resolution (σ 4 px there) and upsampled.
+    weighted = diff * band[..., None]
+    return _spread(weighted, band, mean, 4)
+
+
+def seam_color_offset(
+    generated: NDArray[np.float32], original: NDArray[np.uint8], alpha: NDArray[np.float32]
+) -> NDArray[np.float32]:
+    """`color_offset` for a float `generated` (a mouth resampled from another frame, before rounding), with
+    the same band and field in fewer passes over the region: OpenCV's masked mean and copy instead of
+    broadcasting numpy products (about 3× less work on a mouth region of a 512 px face)."""
+    band = _seam_band(alpha)
+    if band is None:
+        return np.zeros(generated.shape, dtype=np.float32)
+    diff = cv2.subtract(original, np.asarray(generated, dtype=np.float32), dtype=cv2.CV_32F)
+    mean = np.asarray(cv2.mean(diff, mask=band)[:3], dtype=np.float32)
+    weighted = np.asarray(cv2.copyTo(diff, band), dtype=np.float32)  # zero outside the band
+    return _spread(weighted, band.astype(np.float32), mean, 4)
+
+
+def _seam_band(alpha: NDArray[np.float32]) -> NDArray[np.uint8] | None:
+    """The fully regenerated pixels (α ≥ 0.9) within 12 px of the partly kept ones (uint8 0/1), or None if
+    there are too few to match colours on."""
+    full = (alpha >= 0.9).astype(np.uint8)
+    if not full.any():
+        return None
+    inner = np.asarray(cv2.erode(full, np.ones((3, 3), np.uint8), iterations=_BAND_PX, borderValue=(1,)))
+    band = ((full > 0) & (inner == 0)).astype(np.uint8)
+    return band if int(np.count_nonzero(band)) >= 10 else None
+
+
+def _spread(
+    weighted: NDArray[np.float32], band: NDArray[np.float32], mean: NDArray[np.float32], factor: int
+) -> NDArray[np.float32]:
+    """The band's differences (`weighted`: zero outside the band) spread over the region at 1/`factor` of
+    its resolution (normalised Gaussian of σ 16 px), falling back to the band's `mean` far from it, clipped
+    to ±48 levels and upsampled."""
     h, w = band.shape
-    small = (max(1, w // 4), max(1, h // 4))
-    num = cv2.GaussianBlur(
-        cv2.resize(diff * band[..., None], small, interpolation=cv2.INTER_AREA), (0, 0), 4.0
-    )
-    den = cv2.GaussianBlur(cv2.resize(band, small, interpolation=cv2.INTER_AREA), (0, 0), 4.0)[..., None]
+    small = (max(1, w // factor), max(1, h // factor))
+    sigma = 16.0 / factor
+    num = cv2.GaussianBlur(cv2.resize(weighted, small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
+    den = cv2.GaussianBlur(cv2.resize(band, small, interpolation=cv2.INTER_AREA), (0, 0), sigma)[..., None]
     trust = np.clip(den / 0.05, 0.0, 1.0)
     field = trust * num / np.maximum(den, 1e-6) + (1 - trust) * mean
     field = cv2.resize(np.clip(field, -_MAX_OFFSET, _MAX_OFFSET), (w, h), interpolation=cv2.INTER_LINEAR)
-    return field.astype(np.float32)
+    return np.asarray(field, dtype=np.float32)
 
 
 def detail_weight(
@@ -99,18 +131,10 @@ def region_box(
 ) -> tuple[int, int, int, int] | None:
     """Frame box (x0, y0, x1, y1) that covers the crop pixels with α > 0 (2 px margin, clipped to the frame),
     or None if there are none: the only part of the frame a paste has to touch."""
-    ys, xs = np.nonzero(alpha > 0)
-    if ys.size == 0:
+    x, y, w, h = cv2.boundingRect(np.asarray(alpha > 0, dtype=np.uint8))
+    if w == 0 or h == 0:
         return None
-    box = np.array(
-        [
-            [xs.min(), ys.min()],
-            [xs.max() + 1, ys.min()],
-            [xs.min(), ys.max() + 1],
-            [xs.max() + 1, ys.max() + 1],
-        ],
-        dtype=np.float64,
-    )
+    box = np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h]], dtype=np.float64)
     corners = warp_points(box, invert(m))
     x0 = max(int(np.floor(corners[:, 0].min())) - 2, 0)
     y0 = max(int(np.floor(corners[:, 1].min())) - 2, 0)

@@ -11,11 +11,13 @@ lips and jaw of the nearest entry are moved to the wanted opening and the mouth'
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter1d
@@ -104,7 +106,8 @@ class MouthBankEngine(Engine):
         size = int(collected.size)
         # The engine's linear algebra is many tiny solves: one BLAS thread each is 8× faster than two threads
         # spinning against the decoder, renderer and encoder threads (thin-plate fits 13 → 1.6 ms a frame).
-        with threadpool_limits(limits=1, user_api="blas"), ExitStack() as extra_videos:
+        # Likewise OpenCV's own thread pool: the renderer already runs frames on two threads.
+        with threadpool_limits(limits=1, user_api="blas"), opencv_threads(1), ExitStack() as extra_videos:
             videos = [BankVideo(collected, plan.track)]
             with timer("bank videos"):
                 for path in inputs.options.bank_video:
@@ -324,3 +327,14 @@ def bank_video(path: Path, progress: Progress = False) -> BankVideo:
 
 
 __all__ = ["MouthBankEngine", "bank_video"]
+
+
+@contextmanager
+def opencv_threads(count: int) -> Iterator[None]:
+    """OpenCV's worker threads limited to `count` inside the block (process-wide; restored after)."""
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)

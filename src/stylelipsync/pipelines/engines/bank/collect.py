@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from stylelipsync.face.crop import DEFAULT_FRAMING
 from stylelipsync.face.landmarks import LEFT_EYE, PRONASALE, RIGHT_EYE
 from stylelipsync.media.frame_store import FrameStore
+from stylelipsync.pipelines.engines.bank.steady import FrameMotion
 from stylelipsync.pipelines.sources import open_store
 
 BANK_CAP = 3000
@@ -76,6 +77,8 @@ class CropCollector:
         self.store: FrameStore | None = None
         self.frames: list[int] = []
         self.matrices: list[NDArray[np.float64]] = []
+        self.motion = FrameMotion()
+        """The image's frame-to-frame motion of the stored boxes (for `steady.steady_shifts`)."""
         self.prediction: Future[NDArray[np.float64]] | None = None
         """The engine's audio → mouth-shape prediction, computed while pass 1 runs (see `MouthBankEngine`)."""
 
@@ -96,12 +99,15 @@ class CropCollector:
         x0 = round(nose[0] - w / 2)
         y0 = round(nose[1] - BOX_TOP * d)
         assert self.store is not None
-        self.store.append(_window(frame, x0, y0, w, h))
+        box = _window(frame, x0, y0, w, h)
+        self.store.append(box)
+        self.motion.add(t, box, lm[:, :2] - (x0, y0))
         self.frames.append(t)
         self.matrices.append(np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]))
 
     def close(self) -> None:
-        """Free the stored boxes."""
+        """Free the stored boxes (and stop the motion worker)."""
+        self.motion.close()
         if self.store is not None:
             self.store.close()
 

@@ -19,7 +19,8 @@ image's motion, so the pasted mouth follows it without lag.
 
 from __future__ import annotations
 
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -27,7 +28,9 @@ from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter1d
 
 from stylelipsync.face.landmarks import SUBNASALE
-from stylelipsync.pipelines.engines.bank.collect import CropCollector
+
+if TYPE_CHECKING:
+    from stylelipsync.pipelines.engines.bank.collect import CropCollector
 
 DRIFT_SIGMA_FRAMES = 5.0
 """σ (frames) of the slow part of landmarks minus image motion that is kept (the rest is landmark noise)."""
@@ -40,37 +43,92 @@ CENTRE_POINTS = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 2, 98, 327, 64, 2
 """Eye corners and nose: the points whose centre the correction is measured on."""
 
 
+class FrameMotion:
+    """The image's frame-to-frame motion of the stored boxes, measured as pass 1 stores them.
+
+    `add` is called with each stored box (on the tracking thread); the nose patch is cut there, and phase
+    correlation and ECC run on one worker thread, so the work hides behind face tracking instead of adding
+    to the bank's build time after it. At most `PENDING` patches wait for the worker.
+    """
+
+    PENDING = 64
+
+    def __init__(self, threaded: bool = True) -> None:
+        self._pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="stylelipsync-bank-motion") if threaded else None
+        )
+        self._steps: list[Future[NDArray[np.float64] | None] | NDArray[np.float64] | None] = []
+        self._rect: tuple[int, int, int, int] | None = None
+        self._checked = False
+        self._window: NDArray[np.float64] | None = None
+        self._limit = 0.0
+        self._prev: tuple[int, NDArray[np.float64]] | None = None
+
+    def add(self, frame: int, box: NDArray[np.uint8], box_landmarks: NDArray[np.floating]) -> None:
+        """Stored box of source frame `frame`, with that frame's landmarks in box pixels."""
+        if not self._checked:
+            self._checked = True
+            self._rect = _nose_rect(np.asarray(box_landmarks, dtype=np.float64), box.shape[:2])
+            if self._rect is not None:
+                x0, y0, x1, y1 = self._rect
+                self._window = np.asarray(cv2.createHanningWindow((x1 - x0, y1 - y0), cv2.CV_64F), np.float64)
+                self._limit = MAX_STEP * min(x1 - x0, y1 - y0)
+        if self._rect is None:
+            self._steps.append(None)
+            return
+        cur = _patch(box, self._rect)
+        prev, self._prev = self._prev, (frame, cur)
+        if prev is None or prev[0] != frame - 1:
+            self._steps.append(None)
+            return
+        if self._pool is None:
+            self._steps.append(self._step(prev[1], cur))
+            return
+        self._steps.append(self._pool.submit(self._step, prev[1], cur))
+        pending = [f for f in self._steps[-self.PENDING - 1 : -1] if isinstance(f, Future)]
+        if len(pending) >= self.PENDING:
+            pending[0].result()
+
+    def steps(self) -> list[NDArray[np.float64] | None]:
+        """Per stored box, its motion from the previous one in box pixels (None: not measured)."""
+        out = [f.result() if isinstance(f, Future) else f for f in self._steps]
+        self.close()
+        return out
+
+    def close(self) -> None:
+        """Stop the worker (waits for the queued patches)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _step(self, prev: NDArray[np.float64], cur: NDArray[np.float64]) -> NDArray[np.float64] | None:
+        (dx, dy), response = cv2.phaseCorrelate(prev, cur, self._window)
+        if response < MIN_RESPONSE or abs(dx) >= self._limit or abs(dy) >= self._limit:
+            return None
+        step = _refine(prev, cur, (dx, dy))
+        return step if np.abs(step - (dx, dy)).max() < 1.0 else None
+
+
 def steady_shifts(collector: CropCollector, landmarks: NDArray[np.floating]) -> NDArray[np.float64]:
     """(len(collector.frames), 2) pixel shifts that move each stored frame's landmarks to where the image puts
     the face (0 where a frame has no neighbour to correlate with).
 
-    `landmarks` (T, 478, 2|3): each frame's own detection (`FaceTrack.observed`), in frame pixels.
+    `landmarks` (T, 478, 2|3): each frame's own detection (`FaceTrack.observed`), in frame pixels; the image's
+    motion is the collector's `FrameMotion`.
     """
     frames = np.asarray(collector.frames, dtype=np.int64)
     n = len(frames)
     out = np.zeros((n, 2))
+    steps = collector.motion.steps()
     if n < 3 or collector.store is None:
         return out
     lm = np.asarray(landmarks, dtype=np.float64)[frames, :, :2]
     origins = -np.array([m[:, 2] for m in collector.matrices], dtype=np.float64)
-    rect = _nose_rect(lm[0] - origins[0], collector.store[0].shape[:2])
-    if rect is None:
-        return out
-    x0, y0, x1, y1 = rect
-    window = cv2.createHanningWindow((x1 - x0, y1 - y0), cv2.CV_64F)
-    limit = MAX_STEP * min(x1 - x0, y1 - y0)
     centre = lm[:, list(CENTRE_POINTS)].mean(axis=1)
     motion = np.full((n, 2), np.nan)
-    prev = _patch(collector.store[0], rect)
     for r in range(1, n):
-        cur = _patch(collector.store[r], rect)
-        if frames[r] == frames[r - 1] + 1:
-            (dx, dy), response = cv2.phaseCorrelate(prev, cur, window)
-            if response >= MIN_RESPONSE and abs(dx) < limit and abs(dy) < limit:
-                step = _refine(prev, cur, (dx, dy))
-                if np.abs(step - (dx, dy)).max() < 1.0:
-                    motion[r] = step + origins[r] - origins[r - 1]
-        prev = cur
+        step = steps[r]
+        if step is not None:
+            motion[r] = step + origins[r] - origins[r - 1]
     start = 0
     for r in range(1, n + 1):
         if r < n and np.isfinite(motion[r]).all():
