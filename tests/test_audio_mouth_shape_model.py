@@ -9,10 +9,13 @@ import pytest
 import scipy.signal
 from safetensors.numpy import save_file
 
+from stylelipsync.audio import mouth_shape_model
+from stylelipsync.audio.mel import log_mel_spectrogram_numpy
 from stylelipsync.audio.mouth_shape_model import (
     NAMES,
     MelFeatureSpec,
     MouthShapeModel,
+    assemble_features,
     phone_onehots,
     smooth_frames,
 )
@@ -56,6 +59,22 @@ def test_shipped_models_predict_six_columns_deterministically(causal: bool) -> N
     np.testing.assert_array_equal(a, b)
     assert model.names == NAMES
     assert (model.lookahead(FPS) <= 0.1) == causal
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_prediction_in_pieces_is_the_whole_clip_prediction(
+    causal: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # predict assembles feature rows a piece at a time (bounded memory on long audio); with pieces of 7
+    # frames, and more frames than audio, it must equal the whole clip's rows times the weights.
+    model = MouthShapeModel.default(causal=causal)
+    wave = speech_like(3.0, seed=3)
+    frames = 83
+    mel = log_mel_spectrogram_numpy(wave, SR).astype(np.float64)
+    rows = assemble_features(mel, model.spec, frames, FPS, (model.prior_mean, model.prior_std), wave=wave)
+    whole = smooth_frames(rows @ model.weight + model.bias, model.smooth, model.smooth_centre)
+    monkeypatch.setattr(mouth_shape_model, "PREDICT_CHUNK_FRAMES", 7)
+    np.testing.assert_allclose(model.predict(wave, SR, frames, FPS), whole, rtol=0, atol=1e-12)
 
 
 def test_other_sample_rates_and_frame_counts() -> None:

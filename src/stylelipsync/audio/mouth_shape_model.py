@@ -60,7 +60,7 @@ from stylelipsync.audio.mel import (
     htk_mel_frequencies,
     log_mel_spectrogram_numpy,
 )
-from stylelipsync.audio.speech_embedding import EMBEDDING_SIZE, REACH_S, clip_normalized, frame_embeddings
+from stylelipsync.audio.speech_embedding import EMBEDDING_SIZE, REACH_S, clip_statistics, frame_embeddings
 from stylelipsync.errors import CheckpointError, StyleLipSyncError
 
 F64 = NDArray[np.float64]
@@ -363,13 +363,18 @@ def normalized_mel(
     return (mel - mean) / np.maximum(std, STD_FLOOR)
 
 
-def context_features(frames: F64, spec: MelFeatureSpec, num_frames: int, fps: float) -> F64:
-    """(num_frames, spec.size) context of per-mel-frame features `frames` (N, bands) around each video frame.
+def context_features(
+    frames: F64, spec: MelFeatureSpec, num_frames: int, fps: float, lo: int = 0, hi: int | None = None
+) -> F64:
+    """(hi − lo, spec.size) context of per-mel-frame features `frames` (N, bands) around video frames
+    lo … hi − 1 of a clip of `num_frames` (default: all of them).
 
     Mel frames outside the audio count as zeros (the normalised mean).
     """
-    centres = np.rint(np.arange(num_frames) * MEL_FRAMES_PER_SECOND / fps).astype(np.int64)
-    tail = max(0, int(centres.max(initial=0)) + 1 - len(frames))
+    hi = num_frames if hi is None else hi
+    last = int(np.rint((num_frames - 1) * MEL_FRAMES_PER_SECOND / fps)) if num_frames > 0 else 0
+    tail = max(0, last + 1 - len(frames))
+    centres = np.rint(np.arange(lo, hi) * MEL_FRAMES_PER_SECOND / fps).astype(np.int64)
     padded = np.pad(frames, ((spec.past, spec.future + tail), (0, 0)))
     # Box-average `stride` consecutive frames via a cumulative sum, then sample the context steps.
     csum = np.concatenate([np.zeros((1, padded.shape[1])), np.cumsum(padded, axis=0)])
@@ -378,7 +383,7 @@ def context_features(frames: F64, spec: MelFeatureSpec, num_frames: int, fps: fl
     ctx = (csum[starts + spec.stride] - csum[starts]) / spec.stride
     if spec.deltas:
         ctx = np.concatenate([ctx, np.diff(ctx, axis=1)], axis=1)
-    return ctx.reshape(num_frames, -1)
+    return ctx.reshape(hi - lo, -1)
 
 
 @dataclass(frozen=True)
@@ -436,10 +441,27 @@ class MouthShapeModel:
         )
 
     def predict(self, wave: np.ndarray, sample_rate: int, num_frames: int, fps: float) -> F64:
-        """(num_frames, 6) float64 mouth shape (per-clip z-units) of frames at t / fps; lag 0."""
+        """(num_frames, 6) float64 mouth shape (per-clip z-units) of frames at t / fps; lag 0.
+
+        The feature rows are assembled `PREDICT_CHUNK_FRAMES` at a time: a whole clip's rows take 14 kB per
+        frame (1710 features), 200 MB for 10 minutes, while the clip-level inputs they are made from take a
+        tenth of that."""
         if num_frames <= 0:
             return np.zeros((0, len(self.names)))
-        out = self.features(wave, sample_rate, num_frames, fps) @ self.weight + self.bias
+        mel = log_mel_spectrogram_numpy(wave, sample_rate).astype(np.float64)
+        clip = ClipFeatures.of(
+            mel,
+            self.spec,
+            num_frames,
+            fps,
+            (self.prior_mean, self.prior_std),
+            wave=wave,
+            sample_rate=sample_rate,
+        )
+        out = np.empty((num_frames, len(self.names)))
+        for lo in range(0, num_frames, PREDICT_CHUNK_FRAMES):
+            hi = min(lo + PREDICT_CHUNK_FRAMES, num_frames)
+            out[lo:hi] = clip.rows(lo, hi) @ self.weight + self.bias
         return smooth_frames(out, self.smooth, self.smooth_centre)
 
     def save(self, path: str | Path) -> None:
@@ -516,50 +538,111 @@ def assemble_features(
 
     `prior`: mean and std of the 94 `frame_features` over the training audio (for running normalisation).
     """
-    if spec.spectral_size:
-        used = np.r_[
-            np.arange(N_MELS + (N_SPECTRAL if spec.spectral else 0)),
-            np.arange(
-                N_MELS + N_SPECTRAL, N_MELS + N_SPECTRAL + (N_SPECTRAL_BANDS if spec.spectral_bands else 0)
-            ),
-        ]
-        norm = normalized_mel(frame_features(mel)[:, used], spec, prior[0][used], prior[1][used])
-        mel_norm, extra = norm[:, :N_MELS], norm[:, N_MELS:]
-    else:
-        mel_norm = normalized_mel(mel, spec, prior[0][:N_MELS], prior[1][:N_MELS])
-    pooled = mel_norm.reshape(len(mel_norm), spec.bands, spec.band_pool).mean(axis=2)
-    feats = context_features(pooled, spec, num_frames, fps) if spec.mel else np.zeros((num_frames, 0))
-    if spec.spectral_size:
-        feats = np.concatenate(
-            [feats, context_features(extra, replace(spec, deltas=False), num_frames, fps)], axis=1
+    clip = ClipFeatures.of(
+        mel, spec, num_frames, fps, prior, segments, wave, sample_rate, formant_frames, embedding_frames
+    )
+    return clip.rows(0, num_frames)
+
+
+PREDICT_CHUNK_FRAMES = 500
+"""Video frames whose feature rows are assembled at once by `MouthShapeModel.predict` (20 s at 25 fps)."""
+
+
+@dataclass(frozen=True)
+class ClipFeatures:
+    """A clip's normalised per-mel-frame inputs (and per-frame speech embeddings), from which `rows` assembles
+    the feature rows of any range of video frames: the same rows as for the whole clip at once (per-clip
+    statistics are taken here, over the whole clip), in pieces of bounded memory."""
+
+    spec: MelFeatureSpec
+    num_frames: int
+    fps: float
+    pooled: F64 | None
+    extra: F64 | None
+    tracks: F64 | None
+    embeddings: NDArray[np.floating] | None
+    embedding_mean: F64 | None
+    embedding_std: F64 | None
+    onehot: F64 | None
+
+    @classmethod
+    def of(
+        cls,
+        mel: F64,
+        spec: MelFeatureSpec,
+        num_frames: int,
+        fps: float,
+        prior: tuple[F64, F64],
+        segments: list[tuple[str, int, int]] | None = None,
+        wave: np.ndarray | None = None,
+        sample_rate: int = SAMPLE_RATE,
+        formant_frames: F64 | None = None,
+        embedding_frames: np.ndarray | None = None,
+    ) -> ClipFeatures:
+        """The clip-level inputs, as `assemble_features` documents its arguments."""
+        extra = None
+        if spec.spectral_size:
+            used = np.r_[
+                np.arange(N_MELS + (N_SPECTRAL if spec.spectral else 0)),
+                np.arange(
+                    N_MELS + N_SPECTRAL,
+                    N_MELS + N_SPECTRAL + (N_SPECTRAL_BANDS if spec.spectral_bands else 0),
+                ),
+            ]
+            norm = normalized_mel(frame_features(mel)[:, used], spec, prior[0][used], prior[1][used])
+            mel_norm, extra = norm[:, :N_MELS], norm[:, N_MELS:]
+        else:
+            mel_norm = normalized_mel(mel, spec, prior[0][:N_MELS], prior[1][:N_MELS])
+        pooled = (
+            mel_norm.reshape(len(mel_norm), spec.bands, spec.band_pool).mean(axis=2) if spec.mel else None
         )
-    if spec.formants:
-        if formant_frames is None:
-            if wave is None:
-                raise ValueError("formant features need the formant tracks or the wave")
-            formant_frames = formant_tracks(mono(wave), len(mel), sample_rate, spec.formant_ceiling_hz)
-        tracks = zscore_clip(formant_frames[: len(mel)])
-        if spec.formant_interactions:
-            tracks = np.concatenate([tracks, formant_products(tracks)], axis=1)
-        feats = np.concatenate(
-            [feats, context_features(tracks, replace(spec, deltas=False), num_frames, fps)], axis=1
-        )
-    if spec.embedding:
-        if embedding_frames is None:
-            if wave is None:
-                raise ValueError("speech-embedding features need the embeddings or the wave")
-            offset, step = spec.embedding_offset_ms / 1e3, spec.embedding_step_ms / 1e3
-            context = spec.embedding_context
-            embedding_frames = frame_embeddings(wave, sample_rate, num_frames, fps, offset, context, step)
-        feats = np.concatenate([feats, clip_normalized(embedding_frames, spec.embedding_size)], axis=1)
-    if spec.phones == "none":
-        return feats
-    if segments is None:
-        if wave is None:
-            raise ValueError("phone features need the phone segments or the wave")
-        segments = recognise_phones(wave, sample_rate)
-    onehot = phone_onehots(segments, len(mel), spec.phones)
-    return np.concatenate([feats, context_features(onehot, spec.phone_spec, num_frames, fps)], axis=1)
+        tracks = None
+        if spec.formants:
+            if formant_frames is None:
+                if wave is None:
+                    raise ValueError("formant features need the formant tracks or the wave")
+                formant_frames = formant_tracks(mono(wave), len(mel), sample_rate, spec.formant_ceiling_hz)
+            tracks = zscore_clip(formant_frames[: len(mel)])
+            if spec.formant_interactions:
+                tracks = np.concatenate([tracks, formant_products(tracks)], axis=1)
+        embeddings = mean = std = None
+        if spec.embedding:
+            if embedding_frames is None:
+                if wave is None:
+                    raise ValueError("speech-embedding features need the embeddings or the wave")
+                offset, step = spec.embedding_offset_ms / 1e3, spec.embedding_step_ms / 1e3
+                context = spec.embedding_context
+                embedding_frames = frame_embeddings(wave, sample_rate, num_frames, fps, offset, context, step)
+            embeddings = np.asarray(embedding_frames)
+            mean, std = clip_statistics(embeddings, spec.embedding_size)
+        onehot = None
+        if spec.phones != "none":
+            if segments is None:
+                if wave is None:
+                    raise ValueError("phone features need the phone segments or the wave")
+                segments = recognise_phones(wave, sample_rate)
+            onehot = phone_onehots(segments, len(mel), spec.phones)
+        return cls(spec, num_frames, fps, pooled, extra, tracks, embeddings, mean, std, onehot)
+
+    def rows(self, lo: int, hi: int) -> F64:
+        """(hi − lo, spec.size) feature rows of video frames lo…hi − 1."""
+        spec, n, fps = self.spec, self.num_frames, self.fps
+        plain = replace(spec, deltas=False)
+        parts = [np.zeros((hi - lo, 0))]
+        if self.pooled is not None:
+            parts.append(context_features(self.pooled, spec, n, fps, lo, hi))
+        if self.extra is not None:
+            parts.append(context_features(self.extra, plain, n, fps, lo, hi))
+        if self.tracks is not None:
+            parts.append(context_features(self.tracks, plain, n, fps, lo, hi))
+        if self.embeddings is not None and self.embedding_mean is not None and self.embedding_std is not None:
+            e = self.embeddings[lo:hi].astype(np.float64)
+            parts.append(
+                ((e - self.embedding_mean) / self.embedding_std).reshape(hi - lo, spec.embedding_size)
+            )
+        if self.onehot is not None:
+            parts.append(context_features(self.onehot, spec.phone_spec, n, fps, lo, hi))
+        return np.concatenate(parts, axis=1)
 
 
 def smooth_frames(x: F64, taps: F64, centre: int) -> F64:
@@ -585,6 +668,7 @@ __all__ = [
     "PHONES_ASSET",
     "PHONE_SET",
     "VISEMES",
+    "ClipFeatures",
     "MelFeatureSpec",
     "MouthShapeModel",
     "assemble_features",

@@ -201,17 +201,27 @@ def frame_embeddings(
     return flat.reshape(num_frames, len(k), EMBEDDING_SIZE)
 
 
+def clip_statistics(frames: np.ndarray, size: int) -> tuple[F64, F64]:
+    """Mean and std (a std of 1 where a number is constant) of each of the 96 numbers over all windows of
+    `frame_embeddings` output (T, W, 96) with W · 96 = size: the per-clip normalisation of the
+    mouth-shape features."""
+    e = np.asarray(frames)
+    if e.ndim != 3 or e.shape[2] != EMBEDDING_SIZE or e.shape[1] * EMBEDDING_SIZE != size:
+        raise ValueError(f"embeddings of shape {e.shape}, expected (frames, {size // EMBEDDING_SIZE}, 96)")
+    flat = e.reshape(-1, EMBEDDING_SIZE).astype(np.float64)
+    if not len(flat):
+        return np.zeros(EMBEDDING_SIZE), np.ones(EMBEDDING_SIZE)
+    std = flat.std(axis=0)
+    return flat.mean(axis=0), np.where(std > 1e-9, std, 1.0)
+
+
 def clip_normalized(frames: np.ndarray, size: int) -> F64:
     """(T, size) float64 of `frame_embeddings` output (T, W, 96) with W · 96 = size, each of the 96 numbers
     z-scored over all the clip's windows (constant ones become 0): per-clip normalisation like the other
     mouth-shape features."""
+    mean, std = clip_statistics(frames, size)
     e = np.asarray(frames, dtype=np.float64)
-    if e.ndim != 3 or e.shape[2] != EMBEDDING_SIZE or e.shape[1] * EMBEDDING_SIZE != size:
-        raise ValueError(f"embeddings of shape {e.shape}, expected (frames, {size // EMBEDDING_SIZE}, 96)")
-    flat = e.reshape(-1, EMBEDDING_SIZE)
-    std = flat.std(axis=0) if len(flat) else np.ones(EMBEDDING_SIZE)
-    mean = flat.mean(axis=0) if len(flat) else np.zeros(EMBEDDING_SIZE)
-    return ((flat - mean) / np.where(std > 1e-9, std, 1.0)).reshape(len(e), size)
+    return ((e - mean) / std).reshape(len(e), size)
 
 
 __all__ = [
@@ -220,6 +230,7 @@ __all__ = [
     "REACH_S",
     "WINDOW_SAMPLES",
     "clip_normalized",
+    "clip_statistics",
     "embedding_mel",
     "frame_embeddings",
     "speech_embeddings",
