@@ -112,17 +112,20 @@ def _sessions(threads: int) -> _Sessions:
 
 def _pcm16k(wave: np.ndarray, sample_rate: int) -> F32:
     """Mono 16 kHz float32 in int16 units (what the mel model was exported for)."""
-    x = np.asarray(wave, dtype=np.float64)
+    x = np.asarray(wave)
     if x.ndim == 2:
-        x = x.mean(axis=0 if x.shape[0] <= x.shape[1] else 1)
+        x = x.astype(np.float64).mean(axis=0 if x.shape[0] <= x.shape[1] else 1)
     if x.ndim != 1:
         raise ValueError(f"speech embeddings need a mono or (channels, samples) wave, got shape {x.shape}")
     if sample_rate != SAMPLE_RATE:
         import scipy.signal
 
         g = gcd(int(sample_rate), SAMPLE_RATE)
-        x = scipy.signal.resample_poly(x, SAMPLE_RATE // g, int(sample_rate) // g)
-    return (np.clip(x, -1.0, 1.0) * 32767.0).astype(np.float32)
+        x = scipy.signal.resample_poly(x.astype(np.float64), SAMPLE_RATE // g, int(sample_rate) // g)
+    if x.dtype == np.float32:
+        # A float32 product is the float64 one rounded once: the same numbers without a float64 copy.
+        return np.clip(x, -1.0, 1.0) * np.float32(32767.0)
+    return (np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0) * 32767.0).astype(np.float32)
 
 
 def embedding_mel(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, threads: int = 1) -> F32:
