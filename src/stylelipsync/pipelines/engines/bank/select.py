@@ -10,11 +10,15 @@ frame the mouth is pasted into. Moving from entry i at t−1 to j at t costs:
 * `forward`: j is the frame after i in the same video (the bank plays on, natural motion): the cheapest;
 * `backward`: j is the frame before i (played backwards, still smooth);
 * `freeze`: j = i (a held mouth looks dead, so not free);
-* `jump`: anything else (a cut between two recordings of the mouth).
+* `jump`: anything else (a cut between two recordings of the mouth);
+* plus `turn` for a forward step after a backward one or the other way round (a reversal, a freeze in
+  between or not): rocking the bank back and forth to follow every wobble of the wanted opening reverses the
+  mouth's motion at each turn, which a viewer (and `evaluation.jitter`) sees as a jumping mouth.
 
-With these four kinds every step is O(N) (the best jump is one minimum over the previous column), so a
-10-minute video (15,000 frames) against a 3,000-entry bank takes seconds. Back-pointers are one byte per
-(frame, entry) plus one int per frame.
+Each entry has two states, reached playing forward or backward (a freeze keeps the state, a jump lands in
+both), so every step is O(N): the best jump is one minimum over the previous column (the best entry that is
+not a step away from where it lands), and a 10-minute video (15,000 frames) against a 3,000-entry bank takes
+seconds. Back-pointers are one byte per (frame, entry) plus four ints per frame.
 """
 
 from __future__ import annotations
@@ -24,7 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-FORWARD, BACKWARD, FREEZE, JUMP = 0, 1, 2, 3
+FORWARD, BACKWARD, FREEZE, JUMP, FORWARD_TURN, BACKWARD_TURN = 0, 1, 2, 3, 4, 5
+"""Step kinds; the `_TURN` ones come from the other direction of play (a reversal)."""
+SOURCES = 4
+"""A jump comes from the cheapest entry of the previous frame that is not a freeze, forward or backward step
+away from where it lands: one of the 4 cheapest (at most 3 are such steps away)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,12 @@ class SelectionCosts:
     """A cut: the mouth changes recording (and the landmark noise of two frames meets). 2.5 cut 1.7-2 times
     a second of speech; 4 cut 1.3 times but left a photo enrolled with a short bank video reshaped on more
     than half of its frames (the segments played on past the openings they show)."""
+    turn: float = 0.5
+    """A reversal: a forward step after a backward one or the other way round (a freeze in between
+    included). Without it the bank reversed 7-10 times a second on the held-out pairs (backward steps cost
+    only 0.3), and the frames around reversals carried the mouth's extra jitter; 0.5 cut reversals to 1-2 a
+    second and the mouth's jitter from ×1.13 to ×1.07 of the input, agreement unchanged (0.3-1.0 all gave
+    ×1.04-1.07; from 0.75 on, agreement fell by about 0.01; benchmarks/RESULTS.md)."""
 
 
 def unary_costs(
@@ -88,35 +102,83 @@ def select(
     fwd_ok[0] = False
     back_ok = np.zeros(n, dtype=bool)
     back_ok[:-1] = fwd_ok[1:]
+    # Back-pointers, one byte per (frame, entry): the forward state's step kind (bits 0-2), the backward
+    # state's (bits 3-5) and which of the previous frame's `SOURCES` cheapest entries a jump came from (6-7).
     kind = np.empty((t_len, n), dtype=np.uint8)
-    jump_from = np.zeros(t_len, dtype=np.int64)
-    score = unary_costs(target[0], target_pose[0], bank_z, bank_pose, costs)
-    kind[0] = JUMP
+    sources = min(SOURCES, n)
+    jump_from = np.zeros((t_len, sources), dtype=np.int64)
+    jump_state = np.zeros((t_len, sources), dtype=np.uint8)
+    first = unary_costs(target[0], target_pose[0], bank_z, bank_pose, costs)
+    fwd, back = first, first.copy()
+    kind[0] = JUMP | (JUMP << 3)
     inf = np.inf
+    cols = np.arange(n)
+    cand = np.empty((6, n))
     for t in range(1, t_len):
-        best = int(np.argmin(score))
-        jump_from[t] = best
-        cand = np.full((4, n), inf)
-        cand[FORWARD, 1:] = np.where(fwd_ok[1:], score[:-1] + costs.forward, inf)
-        cand[BACKWARD, :-1] = np.where(back_ok[:-1], score[1:] + costs.backward, inf)
-        cand[FREEZE] = score + costs.freeze * (1.0 if speech is None else float(speech[t]))
-        cand[JUMP] = score[best] + costs.jump
-        k = np.argmin(cand, axis=0)
-        kind[t] = k
-        score = cand[k, np.arange(n)] + unary_costs(target[t], target_pose[t], bank_z, bank_pose, costs)
-    j = int(np.argmin(score))
+        both = np.minimum(fwd, back)
+        top = np.argpartition(both, sources - 1)[:sources] if sources < n else np.arange(n)
+        top = top[np.argsort(both[top], kind="stable")]
+        jump_from[t] = top
+        jump_state[t] = back[top] < fwd[top]
+        # A jump is a cut: it comes from the cheapest entry that is not a step away from where it lands (only
+        # the at most 3 entries a step away from the cheapest need another source).
+        jump = np.full(n, both[top[0]] + costs.jump)
+        rank = np.zeros(n, dtype=np.uint8)
+        for j in _step_away(int(top[0]), fwd_ok, back_ok):
+            r = next((r for r in range(1, sources) if not _is_step(int(top[r]), j, fwd_ok, back_ok)), None)
+            jump[j] = inf if r is None else both[top[r]] + costs.jump
+            rank[j] = 0 if r is None else r
+        freeze = costs.freeze * (1.0 if speech is None else float(speech[t]))
+        cand.fill(inf)
+        cand[FORWARD, 1:] = np.where(fwd_ok[1:], fwd[:-1] + costs.forward, inf)
+        cand[FORWARD_TURN, 1:] = np.where(fwd_ok[1:], back[:-1] + costs.forward + costs.turn, inf)
+        cand[FREEZE] = fwd + freeze
+        cand[JUMP] = jump
+        k_fwd = np.argmin(cand, axis=0)
+        new_fwd = cand[k_fwd, cols]
+        cand.fill(inf)
+        cand[BACKWARD, :-1] = np.where(back_ok[:-1], back[1:] + costs.backward, inf)
+        cand[BACKWARD_TURN, :-1] = np.where(back_ok[:-1], fwd[1:] + costs.backward + costs.turn, inf)
+        cand[FREEZE] = back + freeze
+        cand[JUMP] = jump
+        k_back = np.argmin(cand, axis=0)
+        new_back = cand[k_back, cols]
+        kind[t] = k_fwd.astype(np.uint8) | (k_back.astype(np.uint8) << 3) | (rank << 6)
+        unary = unary_costs(target[t], target_pose[t], bank_z, bank_pose, costs)
+        fwd, back = new_fwd + unary, new_back + unary
+    j = int(np.argmin(np.minimum(fwd, back)))
+    state = int(back[j] < fwd[j])
     for t in range(t_len - 1, -1, -1):
         out[t] = j
-        k = kind[t, j]
         if t == 0:
             break
-        if k == FORWARD:
+        code = int(kind[t, j])
+        k = (code >> (3 * state)) & 0b111
+        if k in (FORWARD, FORWARD_TURN):
             j -= 1
-        elif k == BACKWARD:
+        elif k in (BACKWARD, BACKWARD_TURN):
             j += 1
+        if k in (FORWARD_TURN, BACKWARD_TURN):
+            state = 1 - state
         elif k == JUMP:
-            j = int(jump_from[t])
+            r = code >> 6
+            j, state = int(jump_from[t, r]), int(jump_state[t, r])
     return out
+
+
+def _step_away(i: int, fwd_ok: NDArray[np.bool_], back_ok: NDArray[np.bool_]) -> list[int]:
+    """The entries a freeze, forward or backward step away from entry i."""
+    out = [i]
+    if i + 1 < len(fwd_ok) and fwd_ok[i + 1]:
+        out.append(i + 1)
+    if i > 0 and back_ok[i - 1]:
+        out.append(i - 1)
+    return out
+
+
+def _is_step(i: int, j: int, fwd_ok: NDArray[np.bool_], back_ok: NDArray[np.bool_]) -> bool:
+    """Whether going from entry i to entry j is a freeze, forward or backward step."""
+    return j == i or (j == i + 1 and bool(fwd_ok[j])) or (j == i - 1 and bool(back_ok[j]))
 
 
 def cuts(chosen: NDArray[np.int64], follows: NDArray[np.bool_]) -> NDArray[np.bool_]:
