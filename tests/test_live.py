@@ -72,16 +72,20 @@ def _path_cost(chosen: np.ndarray, bank: tuple[np.ndarray, ...], costs: Selectio
     total = sum(
         float(unary_costs(target[t], tpose[t], z, pose, costs)[chosen[t]]) for t in range(len(chosen))
     )
+    direction = 0  # +1 playing forward, -1 backward, 0 none yet (start, after a jump)
     for t in range(1, len(chosen)):
         a, b = chosen[t - 1], chosen[t]
         if b == a + 1 and follows[b]:
-            total += costs.forward
+            total += costs.forward + (costs.turn if direction == -1 else 0.0)
+            direction = 1
         elif b == a - 1 and follows[a]:
-            total += costs.backward
+            total += costs.backward + (costs.turn if direction == 1 else 0.0)
+            direction = -1
         elif a == b:
             total += costs.freeze * speech[t]
         else:
             total += costs.jump
+            direction = 0
     return total
 
 

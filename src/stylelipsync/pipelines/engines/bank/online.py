@@ -2,10 +2,10 @@
 
 The offline `select.select` decides every frame knowing the whole clip. Live, frame t must be decided while
 only `lag` more frames of wanted shapes are known. `OnlineSelector` keeps the entry it committed last and
-the unary costs of the frames not yet committed; each new frame re-runs the same Viterbi recursion (same
-costs as `select`) over those few frames starting from the committed entry, and commits the first of
-them along the best path. The committed path is therefore always a valid path of the offline model, with
-its transitions paid for, and each step costs O(lag · N).
+the unary costs of the frames not yet committed; each new frame re-runs the same Viterbi recursion
+(`select.transition`, same costs and states) over those few frames starting from the committed entry and its
+direction of play, and commits the first of them along the best path. The committed path is therefore
+always a valid path of the offline model, with its transitions paid for, and each step costs O(lag · N).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from stylelipsync.pipelines.engines.bank.select import (
-    BACKWARD,
-    FORWARD,
-    FREEZE,
-    JUMP,
     SelectionCosts,
+    Step,
+    playable,
+    trace,
+    transition,
     unary_costs,
 )
 
@@ -43,14 +43,12 @@ class OnlineSelector:
             raise ValueError("the bank is empty")
         self.bank_z, self.bank_pose, self.lag = bank_z, bank_pose, lag
         self.costs = costs or SelectionCosts()
-        fwd = np.asarray(follows, dtype=bool).copy()
-        fwd[0] = False
-        self._fwd_ok = fwd
-        self._back_ok = np.zeros(n, dtype=bool)
-        self._back_ok[:-1] = fwd[1:]
+        self._fwd_ok, self._back_ok = playable(follows)
         self._pending: deque[tuple[NDArray[np.float64], float]] = deque()
         """(unary costs, speech) of the frames pushed but not committed."""
         self._last: int | None = None
+        self._state = 0
+        """Direction of play (0 forward, 1 backward) the last committed entry was reached in."""
         self.committed = 0
 
     def push(
@@ -69,45 +67,30 @@ class OnlineSelector:
         """Commit every pending frame (end of the stream)."""
         return [self._commit() for _ in range(len(self._pending))]
 
-    def _transition(self, score: NDArray[np.float64], speech: float) -> tuple[NDArray[np.float64], NDArray]:
-        """Best score of reaching each entry from `score` of the previous frame, and how (kind, jump-from)."""
-        n, c = len(score), self.costs
-        inf = np.inf
-        cand = np.full((4, n), inf)
-        cand[FORWARD, 1:] = np.where(self._fwd_ok[1:], score[:-1] + c.forward, inf)
-        cand[BACKWARD, :-1] = np.where(self._back_ok[:-1], score[1:] + c.backward, inf)
-        cand[FREEZE] = score + c.freeze * speech
-        best = int(np.argmin(score))
-        cand[JUMP] = score[best] + c.jump
-        kind = np.argmin(cand, axis=0)
-        return cand[kind, np.arange(n)], np.stack([kind, np.full(n, best)])
-
     def _commit(self) -> int:
         """Viterbi over the pending frames from the last committed entry; commit the first pending frame."""
         n = len(self.bank_z)
+        first_unary, first_speech = self._pending[0]
         if self._last is None:
-            score = self._pending[0][0].copy()
+            fwd, back = first_unary.copy(), first_unary.copy()
         else:
-            start = np.full(n, np.inf)
-            start[self._last] = 0.0
-            score, _ = self._transition(start, self._pending[0][1])
-            score = score + self._pending[0][0]
-        steps: list[NDArray] = []
+            start = [np.full(n, np.inf), np.full(n, np.inf)]
+            start[self._state][self._last] = 0.0
+            fwd, back, _ = transition(
+                start[0], start[1], self._fwd_ok, self._back_ok, self.costs, first_speech
+            )
+            fwd, back = fwd + first_unary, back + first_unary
+        steps: list[Step] = []
         for unary, speech in list(self._pending)[1:]:
-            score, how = self._transition(score, speech)
-            score = score + unary
-            steps.append(how)
-        j = int(np.argmin(score))
-        for how in reversed(steps):
-            kind = how[0, j]
-            if kind == FORWARD:
-                j -= 1
-            elif kind == BACKWARD:
-                j += 1
-            elif kind == JUMP:
-                j = int(how[1, j])
+            fwd, back, step = transition(fwd, back, self._fwd_ok, self._back_ok, self.costs, speech)
+            fwd, back = fwd + unary, back + unary
+            steps.append(step)
+        j = int(np.argmin(np.minimum(fwd, back)))
+        state = int(back[j] < fwd[j])
+        for step in reversed(steps):
+            j, state = trace(step, j, state)
         self._pending.popleft()
-        self._last = j
+        self._last, self._state = j, state
         self.committed += 1
         return j
 
