@@ -37,19 +37,21 @@ import numpy as np
 
 from stylelipsync.audio.formants import formant_tracks
 from stylelipsync.audio.mel import log_mel_spectrogram
+from stylelipsync.audio.mouth_features import (
+    MelFeatureSpec,
+    assemble_features,
+    context_features,
+    frame_features,
+    recognise_phones,
+    zscore_clip,
+)
 from stylelipsync.audio.mouth_shape_model import (
     CAUSAL_ASSET,
     FULL_ASSET,
     NAMES,
     PHONES_ASSET,
-    MelFeatureSpec,
     MouthShapeModel,
-    assemble_features,
-    context_features,
-    frame_features,
-    recognise_phones,
     smooth_frames,
-    zscore_clip,
 )
 from stylelipsync.audio.speech_embedding import HALF_WINDOW_S, frame_embeddings
 from stylelipsync.evaluation.face_tracks import track_video

@@ -9,7 +9,8 @@ import pytest
 import scipy.signal
 
 from stylelipsync.audio.formants import FORMANT_COLUMNS, N_FORMANT, formant_tracks
-from stylelipsync.audio.mouth_shape_model import FORMANT_INTERACTIONS, NAMES, MelFeatureSpec, MouthShapeModel
+from stylelipsync.audio.mouth_features import FORMANT_INTERACTIONS, MelFeatureSpec
+from stylelipsync.audio.mouth_shape_model import NAMES, MouthShapeModel
 
 pytest.importorskip("parselmouth")
 

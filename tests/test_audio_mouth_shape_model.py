@@ -11,14 +11,8 @@ from safetensors.numpy import save_file
 
 from stylelipsync.audio import mouth_shape_model
 from stylelipsync.audio.mel import log_mel_spectrogram_numpy
-from stylelipsync.audio.mouth_shape_model import (
-    NAMES,
-    MelFeatureSpec,
-    MouthShapeModel,
-    assemble_features,
-    phone_onehots,
-    smooth_frames,
-)
+from stylelipsync.audio.mouth_features import MelFeatureSpec, assemble_features, phone_onehots
+from stylelipsync.audio.mouth_shape_model import NAMES, MouthShapeModel, smooth_frames
 from stylelipsync.errors import CheckpointError
 
 SR = 16000

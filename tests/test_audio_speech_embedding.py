@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from stylelipsync.audio import speech_embedding as se
-from stylelipsync.audio.mouth_shape_model import NAMES, MelFeatureSpec, MouthShapeModel
+from stylelipsync.audio.mouth_features import MelFeatureSpec
+from stylelipsync.audio.mouth_shape_model import NAMES, MouthShapeModel
 from stylelipsync.errors import StyleLipSyncError
 from stylelipsync.media import load_audio
 

@@ -11,7 +11,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from stylelipsync.audio.mouth_shape_model import NAMES, MelFeatureSpec
+from stylelipsync.audio.mouth_features import MelFeatureSpec
+from stylelipsync.audio.mouth_shape_model import NAMES
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fit_mouth_shape.py"
 AHEAD = 20

@@ -26,13 +26,8 @@ from stylelipsync.audio.mel import (
     mel_filterbank_numpy,
     stft_window,
 )
-from stylelipsync.audio.mouth_shape_model import (
-    N_SPECTRAL,
-    N_SPECTRAL_BANDS,
-    STD_FLOOR,
-    MouthShapeModel,
-    frame_features,
-)
+from stylelipsync.audio.mouth_features import N_SPECTRAL, N_SPECTRAL_BANDS, STD_FLOOR, frame_features
+from stylelipsync.audio.mouth_shape_model import MouthShapeModel
 
 F64 = NDArray[np.float64]
 HALF = N_FFT // 2
