@@ -39,7 +39,7 @@ from stylelipsync.pipelines.engines.bank.bank import BankVideo, MouthBank
 from stylelipsync.pipelines.engines.bank.collect import CropCollector
 from stylelipsync.pipelines.engines.bank.render import BankRenderer, BankSchedule
 from stylelipsync.pipelines.engines.bank.select import SelectionCosts, cuts, select
-from stylelipsync.pipelines.engines.bank.warp import place, target_landmarks
+from stylelipsync.pipelines.engines.bank.warp import TargetLandmarks, place
 from stylelipsync.pipelines.engines.base import Engine, EngineInputs, EngineReport, FrameCollector
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ def cut_shifts(
         return None, None
     t_len = len(chosen)
     jump = np.zeros((t_len, 2))
-    observed = target_landmarks(plan.track)
+    observed = TargetLandmarks(plan.track)
     for t in np.flatnonzero(previous >= 0):
         s = int(plan.src_idx[t])
         if not plan.track.valid[s]:

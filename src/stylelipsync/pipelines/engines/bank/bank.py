@@ -68,15 +68,17 @@ class MouthBank:
                 continue
             model = FaceModel.from_landmarks(track.landmarks, track.valid)
             self.models.append(model)
-            # Each box's own detection: its pixels and its landmarks must agree (see render).
-            observed = track.observed()
-            shapes: MouthShapes = mouth_shapes(observed[frames], model, track.valid[frames])
-            ok = shapes.valid & np.isfinite(observed[frames, :NUM_MESH]).all(axis=(1, 2))
+            # Each box's own detection: its pixels and its landmarks must agree (see render). Only the kept
+            # frames' (`FaceTrack.observed` of those frames, without a copy of the whole track).
+            detected = track.detected[frames, None, None]
+            observed = np.where(detected, track.raw[frames], track.landmarks[frames])
+            shapes: MouthShapes = mouth_shapes(observed, model, track.valid[frames])
+            ok = shapes.valid & np.isfinite(observed[:, :NUM_MESH]).all(axis=(1, 2))
             rows = np.flatnonzero(ok)
             if rows.size == 0:
                 continue
             desc = shapes.descriptor(basis, mean=shapes.lips[ok].mean(axis=0))
-            lm = np.stack([warp_landmarks(observed[frames[r]], col.matrices[r])[:, :2] for r in rows])
+            lm = np.stack([warp_landmarks(observed[r], col.matrices[r])[:, :2] for r in rows])
             # Where the mouth is placed from: the face's place in the image, not the detection's frame noise.
             lm += steady_shifts(col, observed)[rows][:, None, :]
             parts["video"].append(np.full(rows.size, v))

@@ -39,11 +39,11 @@ from stylelipsync.media import VideoWriter
 from stylelipsync.pipelines.engines.bank.bank import MouthBank
 from stylelipsync.pipelines.engines.bank.warp import (
     Placement,
+    TargetLandmarks,
     face_region,
     paint_interior,
     place,
     sampling_maps,
-    target_landmarks,
 )
 from stylelipsync.pipelines.options import FrameOutput
 from stylelipsync.pipelines.plan import Callback, Progress, RenderPlan, StageTimer, open_writers
@@ -121,7 +121,7 @@ class BankRenderer:
         self.size, self.transforms = size, transforms
         self.timer = timer
         self.callback, self.progress, self.pipelined = callback, progress, pipelined
-        self.painter = MouthPainter(bank, size, transforms, masker, target_landmarks(plan.track), timer)
+        self.painter = MouthPainter(bank, size, transforms, masker, TargetLandmarks(plan.track), timer)
 
     def run(self) -> int:
         """Render and encode every output frame; returns how many had a face."""
@@ -218,7 +218,8 @@ class BankRenderer:
 
 class MouthPainter:
     """Puts a bank mouth into one frame (see the module docstring); thread-safe, used by `BankRenderer` and
-    by live dubbing. `observed`: each source frame's own detected landmarks (`FaceTrack.observed`)."""
+    by live dubbing. `observed[s]`: source frame s's own detected landmarks (`FaceTrack.observed`, or the
+    offline `warp.TargetLandmarks`)."""
 
     def __init__(
         self,
@@ -226,13 +227,13 @@ class MouthPainter:
         size: int,
         transforms: NDArray[np.float64],
         masker: PoseMasker,
-        observed: NDArray[np.float32],
+        observed: NDArray[np.float32] | TargetLandmarks,
         timer: StageTimer,
     ) -> None:
         self.bank, self.size, self.transforms, self.masker, self.timer = bank, size, transforms, masker, timer
         self._keep: dict[int, tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
         self._lock = threading.Lock()
-        # The mouth is placed on each frame's own detection (offline `warp.target_landmarks`: its fitted
+        # The mouth is placed on each frame's own detection (offline `warp.TargetLandmarks`: its fitted
         # points barely smoothed), not the smoothed track: the eyes and nose in the frame move with the head's
         # small fast motion, and a mouth placed on a smoothed track would tremble against them (measured:
         # mouth jitter ×1.36 → ×1.19 of the input on three held-out pairs).

@@ -92,6 +92,7 @@ class FrameMotion:
     def steps(self) -> list[NDArray[np.float64] | None]:
         """Per stored box, its motion from the previous one in box pixels (None: not measured)."""
         out = [f.result() if isinstance(f, Future) else f for f in self._steps]
+        self._steps = list(out)  # the results, not the futures (each holds a lock and a condition)
         self.close()
         return out
 
@@ -112,18 +113,18 @@ def steady_shifts(collector: CropCollector, landmarks: NDArray[np.floating]) -> 
     """(len(collector.frames), 2) pixel shifts that move each stored frame's landmarks to where the image puts
     the face (0 where a frame has no neighbour to correlate with).
 
-    `landmarks` (T, 478, 2|3): each frame's own detection (`FaceTrack.observed`), in frame pixels; the image's
-    motion is the collector's `FrameMotion`.
+    `landmarks` (len(collector.frames), 478, 2|3): each stored frame's own detection (`FaceTrack.observed`
+    of the collector's frames), in frame pixels; the image's motion is the collector's `FrameMotion`.
     """
-    frames = np.asarray(collector.frames, dtype=np.int64)
-    n = len(frames)
+    n = len(collector.frames)
     out = np.zeros((n, 2))
     steps = collector.motion.steps()
     if n < 3 or collector.store is None:
         return out
-    lm = np.asarray(landmarks, dtype=np.float64)[frames, :, :2]
+    if len(landmarks) != n:
+        raise ValueError(f"landmarks of {len(landmarks)} frames for {n} stored boxes")
     origins = -np.array([m[:, 2] for m in collector.matrices], dtype=np.float64)
-    centre = lm[:, list(CENTRE_POINTS)].mean(axis=1)
+    centre = np.asarray(landmarks[:, list(CENTRE_POINTS), :2], dtype=np.float64).mean(axis=1)
     motion = np.full((n, 2), np.nan)
     for r in range(1, n):
         step = steps[r]

@@ -53,14 +53,29 @@ it takes out part of the detection's frame-to-frame noise and barely any of the 
 Gaussian of 0.7 frames keeps 94 % of a 2 Hz nod at 25 frames/s; the smoothed track's 2 frames lagged it)."""
 
 
-def target_landmarks(track: FaceTrack) -> NDArray[np.float32]:
-    """(T, 478, 3) each frame's own detection (`FaceTrack.observed`) with the points the placement fits
-    smoothed by `TARGET_STEADY_FRAMES` (offline only: it looks one or two frames ahead)."""
-    observed = track.observed()
-    fitted = list(STABLE) + list(CHEEKS)
-    out = observed.copy()
-    out[:, fitted] = smooth(np.ascontiguousarray(observed[:, fitted]), track.valid, TARGET_STEADY_FRAMES)
-    return out
+class TargetLandmarks:
+    """Each frame's landmarks to place a mouth on, one frame at a time: the frame's own detection
+    (`FaceTrack.observed`) with the points the placement fits (`STABLE`, `CHEEKS`) smoothed by
+    `TARGET_STEADY_FRAMES` (offline only: it looks one or two frames ahead). Made on demand from the track
+    rather than held as a second (T, 478, 3) array (5.7 kB a frame)."""
+
+    def __init__(self, track: FaceTrack) -> None:
+        self.track = track
+        self._fitted = list(STABLE) + list(CHEEKS)
+        fitted = np.where(
+            track.detected[:, None, None], track.raw[:, self._fitted], track.landmarks[:, self._fitted]
+        )
+        self._smoothed = smooth(np.ascontiguousarray(fitted), track.valid, TARGET_STEADY_FRAMES)
+
+    def __len__(self) -> int:
+        return len(self.track)
+
+    def __getitem__(self, s: int) -> NDArray[np.float32]:
+        """(478, 3) float32 landmarks of frame s."""
+        track = self.track
+        row = np.array(track.raw[s] if track.detected[s] else track.landmarks[s], dtype=np.float32)
+        row[self._fitted] = self._smoothed[s]
+        return row
 
 
 def similarity(src: F64, dst: F64, weights: F64) -> F64:
