@@ -68,6 +68,22 @@ def num_mel_frames(num_samples: int) -> int:
     return 1 + num_samples // HOP_LENGTH
 
 
+def mono(wave: np.ndarray) -> np.ndarray:
+    """float64 mono of a (N,) wave or a (C, N) / (N, C) multichannel one (the short axis averaged)."""
+    x = np.asarray(wave, dtype=np.float64)
+    if x.ndim == 2:
+        x = x.mean(axis=0 if x.shape[0] <= x.shape[1] else 1)
+    return x
+
+
+def resample_16k(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(N,) wave at `sample_rate` → 16 kHz by polyphase filtering (the float dtype is kept)."""
+    import scipy.signal
+
+    g = gcd(int(sample_rate), SAMPLE_RATE)
+    return np.asarray(scipy.signal.resample_poly(x, SAMPLE_RATE // g, int(sample_rate) // g))
+
+
 def _to_mono_16k(wave: np.ndarray | torch.Tensor, sample_rate: int) -> torch.Tensor:
     import torch
 
@@ -79,10 +95,7 @@ def _to_mono_16k(wave: np.ndarray | torch.Tensor, sample_rate: int) -> torch.Ten
     if x.ndim != 1:
         raise ValueError(f"wave must be 1-D or 2-D (channels × samples), got shape {tuple(x.shape)}")
     if sample_rate != SAMPLE_RATE:
-        import scipy.signal
-
-        g = gcd(int(sample_rate), SAMPLE_RATE)
-        resampled = scipy.signal.resample_poly(x.numpy(), SAMPLE_RATE // g, int(sample_rate) // g)
+        resampled = resample_16k(x.numpy(), sample_rate)
         x = torch.from_numpy(np.ascontiguousarray(resampled, dtype=np.float32))
     return x
 
@@ -144,10 +157,7 @@ def log_mel_spectrogram_numpy(wave: np.ndarray, sample_rate: int = SAMPLE_RATE) 
     if x.ndim != 1:
         raise ValueError(f"wave must be 1-D or 2-D (channels × samples), got shape {x.shape}")
     if sample_rate != SAMPLE_RATE:
-        import scipy.signal
-
-        g = gcd(int(sample_rate), SAMPLE_RATE)
-        x = np.asarray(scipy.signal.resample_poly(x, SAMPLE_RATE // g, int(sample_rate) // g), np.float32)
+        x = np.asarray(resample_16k(x, sample_rate), np.float32)
     n = x.shape[0]
     if n == 0:
         raise ValueError("wave has no samples")

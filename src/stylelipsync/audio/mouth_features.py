@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from math import gcd
 from pathlib import Path
 from typing import Literal
 
@@ -42,6 +41,8 @@ from stylelipsync.audio.mel import (
     N_MELS,
     SAMPLE_RATE,
     htk_mel_frequencies,
+    mono,
+    resample_16k,
 )
 from stylelipsync.audio.speech_embedding import EMBEDDING_SIZE, REACH_S, clip_statistics, frame_embeddings
 from stylelipsync.errors import StyleLipSyncError
@@ -204,7 +205,7 @@ def recognise_phones(wave: np.ndarray, sample_rate: int) -> list[tuple[str, int,
         ) from exc
     x = mono(wave)
     if sample_rate != SAMPLE_RATE:
-        x = resample(x, sample_rate)
+        x = resample_16k(x, sample_rate)
     pcm = (np.clip(x, -1.0, 1.0) * 32767).astype("<i2").tobytes()
     models = Path(get_model_path()) / "en-us"
     decoder = Decoder(
@@ -220,14 +221,6 @@ def recognise_phones(wave: np.ndarray, sample_rate: int) -> list[tuple[str, int,
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
     return [(seg.word, int(seg.start_frame), int(seg.end_frame)) for seg in decoder.seg()]
-
-
-def mono(wave: np.ndarray) -> F64:
-    """float64 mono of a (N,) wave or a (C, N) / (N, C) multichannel one (channels averaged)."""
-    x = np.asarray(wave, dtype=np.float64)
-    if x.ndim == 2:
-        x = x.mean(axis=0 if x.shape[0] <= x.shape[1] else 1)
-    return x
 
 
 def zscore_clip(x: F64) -> F64:
@@ -258,14 +251,6 @@ def formant_products(tracks: F64) -> F64:
     return zscore_clip(
         np.stack([tracks[:, col[a]] * tracks[:, col[b]] for a, b in FORMANT_INTERACTIONS], axis=1)
     )
-
-
-def resample(x: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Polyphase resampling to 16 kHz."""
-    import scipy.signal
-
-    g = gcd(int(sample_rate), SAMPLE_RATE)
-    return np.asarray(scipy.signal.resample_poly(x, SAMPLE_RATE // g, int(sample_rate) // g))
 
 
 def phone_onehots(segments: list[tuple[str, int, int]], num_mel: int, phones: Phones) -> F64:
@@ -497,7 +482,6 @@ __all__ = [
     "context_features",
     "formant_products",
     "frame_features",
-    "mono",
     "normalized_mel",
     "phone_onehots",
     "recognise_phones",

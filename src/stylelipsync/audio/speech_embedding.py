@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
-from math import gcd
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from stylelipsync.audio.mel import mono, resample_16k
 from stylelipsync.errors import StyleLipSyncError
 from stylelipsync.formats import SAMPLE_RATE
 
@@ -114,14 +114,11 @@ def _pcm16k(wave: np.ndarray, sample_rate: int) -> F32:
     """Mono 16 kHz float32 in int16 units (what the mel model was exported for)."""
     x = np.asarray(wave)
     if x.ndim == 2:
-        x = x.astype(np.float64).mean(axis=0 if x.shape[0] <= x.shape[1] else 1)
+        x = mono(x)
     if x.ndim != 1:
         raise ValueError(f"speech embeddings need a mono or (channels, samples) wave, got shape {x.shape}")
     if sample_rate != SAMPLE_RATE:
-        import scipy.signal
-
-        g = gcd(int(sample_rate), SAMPLE_RATE)
-        x = scipy.signal.resample_poly(x.astype(np.float64), SAMPLE_RATE // g, int(sample_rate) // g)
+        x = resample_16k(x.astype(np.float64), sample_rate)
     if x.dtype == np.float32:
         # A float32 product is the float64 one rounded once: the same numbers without a float64 copy.
         return np.clip(x, -1.0, 1.0) * np.float32(32767.0)
