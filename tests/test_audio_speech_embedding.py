@@ -131,4 +131,4 @@ def test_embedding_model_features_and_round_trip(speech: np.ndarray, tmp_path: P
     with pytest.raises(ValueError, match="per clip"):
         MelFeatureSpec(embedding=True, normalization="running")
     with pytest.raises(ValueError, match=r"expected \(frames, 3, 96\)"):
-        se.clip_normalized(np.zeros((100, 1, se.EMBEDDING_SIZE)), spec.embedding_size)
+        se.clip_statistics(np.zeros((100, 1, se.EMBEDDING_SIZE)), spec.embedding_size)

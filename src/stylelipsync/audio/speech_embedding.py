@@ -215,21 +215,11 @@ def clip_statistics(frames: np.ndarray, size: int) -> tuple[F64, F64]:
     return flat.mean(axis=0), np.where(std > 1e-9, std, 1.0)
 
 
-def clip_normalized(frames: np.ndarray, size: int) -> F64:
-    """(T, size) float64 of `frame_embeddings` output (T, W, 96) with W · 96 = size, each of the 96 numbers
-    z-scored over all the clip's windows (constant ones become 0): per-clip normalisation like the other
-    mouth-shape features."""
-    mean, std = clip_statistics(frames, size)
-    e = np.asarray(frames, dtype=np.float64)
-    return ((e - mean) / std).reshape(len(e), size)
-
-
 __all__ = [
     "EMBEDDING_SIZE",
     "HALF_WINDOW_S",
     "REACH_S",
     "WINDOW_SAMPLES",
-    "clip_normalized",
     "clip_statistics",
     "embedding_mel",
     "frame_embeddings",
