@@ -125,9 +125,64 @@ _V = {
 _VALIDATION_ORDER = ("gb", "bp", "pt", "ts", "sg", "gt", "bs", "pg", "tb", "sp")
 VALIDATION_PAIRS = [Pair(_V[a], _V[b]) for a, b in _VALIDATION_ORDER]
 VALIDATION_SILENCE = {_V["g"], _V["p"]}
+FOLD_CLIPS = {
+    "fold-a": (
+        "latentsync_demo2_video.mp4",  # 1080×1920
+        "pcavs_Pose_Source_00473.mp4",
+        "pcavs_Pose_Source_00067.mp4",  # 4.6 s
+        "r3dp_May_5s.mp4",  # 512
+        "edtalk_mouth_source.mp4",
+    ),
+    "fold-b": (
+        "latentsync_demo1_video.mp4",  # 1080×1920
+        "pcavs_Pose_Source_620900105.mp4",  # 4.4 s
+        "deepavsr_00001.mp4",  # 160
+        "pcavs_Pose_Source_796100172.mp4",
+        "styletalk_reagan_clip1.mp4",
+    ),
+    "fold-c": (
+        "tpsmm_driving.mp4",  # 410
+        "pcavs_Audio_Source_00015.mp4",
+        "styletalk_Obama_clip2.mp4",
+        "pcavs_Pose_Source_517600055.mp4",  # 4.5 s
+        "vrt_face_2.mp4",  # 844
+    ),
+    "fold-d": (
+        "livep_driving_d20.mp4",  # 480
+        "vrt_face_1.mp4",  # 700
+        "edtalk_pose_source2.mp4",
+        "styletalk_KristiNoem.mp4",
+        "styletalk_feifeili_clip1.mp4",
+    ),
+}
+"""The other 20 persons in four groups of five, one talking clip each: with the held-out and validation sets,
+every shared person drives two pairs (`benchmarks/eval_agreement_folds.py`). Each clip is dubbed with the
+speech of the next and the one after next in its group. Many of these clips are shorter than 8 s: a driver
+gives its whole length (≥ 4.4 s) here."""
+FOLD_MIN_SECONDS = 4.0
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """Pairs whose persons an audio model must not have heard, and how they are checked."""
+
+    pairs: list[Pair]
+    persons: tuple[str, ...] | None  # None: read from the manifest (the persons of the pairs' clips)
+    silence: set[str]
+    min_seconds: float = MIN_SECONDS
+    shipped_model_ok: bool = False  # the shipped models never heard these persons
+
+
+def fold_pairs(clips: tuple[str, ...]) -> list[Pair]:
+    """Each clip dubbed with the speech of the next and the one after next (cyclically)."""
+    n = len(clips)
+    return [Pair(clips[i], clips[(i + step) % n]) for step in (1, 2) for i in range(n)]
+
+
 PAIR_SETS = {
-    "heldout": (PAIRS, HELD_OUT_PERSONS, SILENCE),
-    "validation": (VALIDATION_PAIRS, VALIDATION_PERSONS, VALIDATION_SILENCE),
+    "heldout": PairSet(PAIRS, HELD_OUT_PERSONS, SILENCE, shipped_model_ok=True),
+    "validation": PairSet(VALIDATION_PAIRS, VALIDATION_PERSONS, VALIDATION_SILENCE),
+    **{name: PairSet(fold_pairs(clips), None, set(), FOLD_MIN_SECONDS) for name, clips in FOLD_CLIPS.items()},
 }
 TARGETS = {"sharpness": 0.8, "motion": 0.85, "jitter": 1.1, "agreement": 0.35, "leak": 0.3}
 
@@ -194,6 +249,11 @@ def dub(
     return info
 
 
+def set_persons(pair_set: PairSet, manifest: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+    """The persons of a pair set's clips, from the manifest's person_tag column."""
+    return tuple(sorted({manifest[c]["person"] for p in pair_set.pairs for c in (p.source, p.driver)}))
+
+
 def select_pairs(spec: str | None, pairs: list[Pair] = PAIRS) -> list[tuple[int, Pair]]:
     """All pairs; `N` = the first N; `i,j,...` = those (1-based) pairs."""
     numbered = list(enumerate(pairs, 1))
@@ -230,16 +290,16 @@ def main() -> None:
     parser.add_argument("--results", type=Path, help="Append the Markdown section to this file.")
     args = parser.parse_args()
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    pair_list, persons_of_set, silence_set = PAIR_SETS[args.pair_set]
-    if args.pair_set == "validation" and (args.shape_model is None or engines != ["bank"]):
+    pair_set = PAIR_SETS[args.pair_set]
+    if not pair_set.shipped_model_ok and (args.shape_model is None or engines != ["bank"]):
         raise SystemExit(
-            "--pair-set validation: the shipped models heard these persons. Give --engines bank and "
-            "--shape-model FILE from scripts/fit_mouth_shape.py --hold-out "
-            + ",".join(VALIDATION_PERSONS)
-            + " --out FILE"
+            f"--pair-set {args.pair_set}: the shipped models heard these persons. Give --engines bank and "
+            "--shape-model FILE from scripts/fit_mouth_shape.py --hold-out <the set's persons> --out FILE "
+            "(benchmarks/eval_agreement_folds.py does both)"
         )
 
     manifest = read_media_manifest(args.media / "MANIFEST.tsv")
+    persons_of_set = pair_set.persons or set_persons(pair_set, manifest)
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "sheets").mkdir(exist_ok=True)
     pipe = LipSyncPipeline.from_pretrained(device="cpu")
@@ -247,7 +307,14 @@ def main() -> None:
         from stylelipsync.audio.mouth_shape_model import MouthShapeModel
         from stylelipsync.pipelines.engines.bank import MouthBankEngine
 
-        pipe.use_engine(MouthBankEngine(shape_model=MouthShapeModel.load(args.shape_model)))
+        shape_model = MouthShapeModel.load(args.shape_model)
+        heard = set(persons_of_set) - set(str(shape_model.info.get("held_out", "")).split(","))
+        if heard:
+            raise SystemExit(
+                f"{args.shape_model}: fitted with {sorted(heard)} of pair set {args.pair_set}; refit it with "
+                "scripts/fit_mouth_shape.py --hold-out " + ",".join(persons_of_set) + " --out FILE"
+            )
+        pipe.use_engine(MouthBankEngine(shape_model=shape_model))
     for engine in engines:
         pipe.engine(engine)  # load before timing
     evaluator = Evaluator(EvalConfig(metrics=("sync", "sharpness", "jitter"), cache_dir=args.cache))
@@ -255,7 +322,7 @@ def main() -> None:
     silenced: set[str] = set()
     rows = []
     started = time.perf_counter()
-    for number, pair in select_pairs(args.pairs, pair_list):
+    for number, pair in select_pairs(args.pairs, pair_set.pairs):
         persons = manifest[pair.source]["person"], manifest[pair.driver]["person"]
         if persons[0] == persons[1] or not set(persons) <= set(persons_of_set):
             raise SystemExit(f"pair {pair}: persons {persons} must be two different held-out persons")
@@ -264,17 +331,20 @@ def main() -> None:
         )
         driver = args.media / pair.driver
         seconds = min(probe(driver).duration or 0.0, args.seconds)
-        if seconds < MIN_SECONDS - 0.1:
-            raise SystemExit(f"{pair.driver}: {seconds:.1f} s of speech, fewer than {MIN_SECONDS:g} s")
-        drive = write_wav(args.work / f"{pair.name}__drive.wav", load_audio(driver, SR)[: int(seconds * SR)])
+        if seconds < pair_set.min_seconds - 0.1:
+            raise SystemExit(
+                f"{pair.driver}: {seconds:.1f} s of speech, fewer than {pair_set.min_seconds:g} s"
+            )
+        speech = args.media / manifest[pair.driver]["audio"] if manifest[pair.driver]["audio"] else driver
+        drive = write_wav(args.work / f"{pair.name}__drive.wav", load_audio(speech, SR)[: int(seconds * SR)])
         silence = None
-        silent_source = pair.source in silence_set and pair.source not in silenced
+        silent_source = pair.source in pair_set.silence and pair.source not in silenced
         if not args.no_silence and not pair.photo and silent_source:
             silenced.add(pair.source)
             silence = write_silence(args.work / f"silence_{seconds:g}s.wav", seconds, SR)
         source_values = evaluator.evaluate(Job(f"{pair.name}/input", source)).values
         if pair.driver not in speaker_real:
-            speaker_real[pair.driver] = evaluator.evaluate(Job(pair.driver, driver)).values
+            speaker_real[pair.driver] = evaluator.evaluate(Job(pair.driver, driver, audio=speech)).values
         row: dict[str, Any] = {
             "number": number,
             "pair": pair.name,
@@ -403,10 +473,11 @@ def render(rows: list[dict[str, Any]], engines: list[str], args: argparse.Namesp
         + (
             "held-out persons"
             if args.pair_set == "heldout"
-            else "the validation persons (`VALIDATION_PERSONS`, held out of the given audio model)"
+            else f"the persons of pair set `{args.pair_set}` (held out of the given audio model)"
         )
         + " (source clip dubbed with another such person's speech, "
-        f"≤ {args.seconds:g} s, first {MIN_SECONDS:g}+ s of the driver video), engines {', '.join(engines)}"
+        f"≤ {args.seconds:g} s, first {PAIR_SETS[args.pair_set].min_seconds:g}+ s of the driver video), "
+        f"engines {', '.join(engines)}"
         + (f", bank shape model `{args.shape_model}`" if args.shape_model else "")
         + f"; {seconds / 60:.1f} min on 2 shared CPU cores. Ratios are dubbed / input. *Agreement* = "
         "`sync_speaker` (dubbed mouth vs the real mouth of the driver's speaker, lag in brackets); "
