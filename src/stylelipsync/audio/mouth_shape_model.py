@@ -11,9 +11,10 @@ of the z-scored descriptor, so its spread is below 1 (about the correlation it r
 unit-variance signal is needed.
 
 Shipped weights (`MouthShapeModel.default`): `assets/mouth_shape.safetensors` (full context, mel, spectral
-summaries and speech embeddings of ±2 windows, any language: the best leave-one-person-out and the best
-agreement of the dubbed mouth with the real speaker; the formant variant scored higher leave-one-person-out
-than the mel model but lowered that agreement, so it is not shipped), `assets/mouth_shape_phones.safetensors`
+summaries and speech embeddings of ±4 windows, a layout chosen by grouped cross-validation over the training
+persons, any language: the best leave-one-person-out and the best agreement of the dubbed mouth with the real
+speaker; the formant variant scored higher leave-one-person-out than the mel model but lowered that agreement,
+so it is not shipped), `assets/mouth_shape_phones.safetensors`
 (full context + phone classes, English, needs pocketsphinx) and `assets/mouth_shape_causal.safetensors`
 (≤ 100 ms look-ahead, streamable, mel only: Praat's tracks are not streamed), fitted on all shared talking
 clips by `scripts/fit_mouth_shape.py`, which also writes the leave-one-person-out benchmark
