@@ -38,8 +38,8 @@ import numpy as np
 from stylelipsync.audio.formants import formant_tracks
 from stylelipsync.audio.mel import log_mel_spectrogram
 from stylelipsync.audio.mouth_features import (
+    ClipFeatures,
     MelFeatureSpec,
-    assemble_features,
     context_features,
     frame_features,
     recognise_phones,
@@ -341,16 +341,11 @@ def featurise(
         else:
             tracks = c.formants.get(spec.formant_ceiling_hz) if spec.formants else None
             emb = c.embeddings.get(embedding_key(spec)) if spec.embedding else None
-            out[c.name] = assemble_features(
-                c.mel,
-                spec,
-                len(c.target),
-                c.fps,
-                prior,
-                c.segments,
-                formant_frames=tracks,
-                embedding_frames=emb,
-            )
+            clip = ClipFeatures.of(
+                c.mel, spec, len(c.target), c.fps, prior, c.segments,
+                formant_frames=tracks, embedding_frames=emb,
+            )  # fmt: skip
+            out[c.name] = clip.rows(0, len(c.target))
     return out
 
 

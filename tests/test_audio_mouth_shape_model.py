@@ -10,8 +10,7 @@ import scipy.signal
 from safetensors.numpy import save_file
 
 from stylelipsync.audio import mouth_shape_model
-from stylelipsync.audio.mel import log_mel_spectrogram_numpy
-from stylelipsync.audio.mouth_features import MelFeatureSpec, assemble_features, phone_onehots
+from stylelipsync.audio.mouth_features import MelFeatureSpec, phone_onehots
 from stylelipsync.audio.mouth_shape_model import NAMES, MouthShapeModel, smooth_frames
 from stylelipsync.errors import CheckpointError
 
@@ -64,8 +63,7 @@ def test_prediction_in_pieces_is_the_whole_clip_prediction(
     model = MouthShapeModel.default(causal=causal)
     wave = speech_like(3.0, seed=3)
     frames = 83
-    mel = log_mel_spectrogram_numpy(wave, SR).astype(np.float64)
-    rows = assemble_features(mel, model.spec, frames, FPS, (model.prior_mean, model.prior_std), wave=wave)
+    rows = model.features(wave, SR, frames, FPS)
     whole = smooth_frames(rows @ model.weight + model.bias, model.smooth, model.smooth_centre)
     monkeypatch.setattr(mouth_shape_model, "PREDICT_CHUNK_FRAMES", 7)
     np.testing.assert_allclose(model.predict(wave, SR, frames, FPS), whole, rtol=0, atol=1e-12)

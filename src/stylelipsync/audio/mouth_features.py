@@ -17,8 +17,8 @@ Look-ahead (how much audio after time t the prediction at t depends on) = future
 half-window + future smoothing taps (Praat's pitch window reads 4 ms more; an embedding window, 392.5 ms).
 
 `ClipFeatures` holds a clip's normalised per-mel-frame inputs and assembles the feature rows of any range of
-video frames from them (the model predicts long clips in pieces); `assemble_features` is the whole range, as
-the fitting script (`scripts/fit_mouth_shape.py`) uses it.
+video frames from them (the model predicts long clips in pieces; the fitting script,
+`scripts/fit_mouth_shape.py`, takes the whole range).
 """
 
 from __future__ import annotations
@@ -350,29 +350,6 @@ def context_features(
     return ctx.reshape(hi - lo, -1)
 
 
-def assemble_features(
-    mel: F64,
-    spec: MelFeatureSpec,
-    num_frames: int,
-    fps: float,
-    prior: tuple[F64, F64],
-    segments: list[tuple[str, int, int]] | None = None,
-    wave: np.ndarray | None = None,
-    sample_rate: int = SAMPLE_RATE,
-    formant_frames: F64 | None = None,
-    embedding_frames: np.ndarray | None = None,
-) -> F64:
-    """Features of a clip from its log-mel (and phone segments, formant tracks and speech embeddings —
-    `frame_embeddings` with the spec's offset, context and step — computed from `wave` if not given).
-
-    `prior`: mean and std of the 94 `frame_features` over the training audio (for running normalisation).
-    """
-    clip = ClipFeatures.of(
-        mel, spec, num_frames, fps, prior, segments, wave, sample_rate, formant_frames, embedding_frames
-    )
-    return clip.rows(0, num_frames)
-
-
 @dataclass(frozen=True)
 class ClipFeatures:
     """A clip's normalised per-mel-frame inputs (and per-frame speech embeddings), from which `rows` assembles
@@ -404,7 +381,10 @@ class ClipFeatures:
         formant_frames: F64 | None = None,
         embedding_frames: np.ndarray | None = None,
     ) -> ClipFeatures:
-        """The clip-level inputs, as `assemble_features` documents its arguments."""
+        """The clip-level inputs: `mel` the clip's log-mel, `prior` the mean and std of the 94
+        `frame_features` over the training audio (for running normalisation); phone `segments`, formant tracks
+        and speech embeddings (`frame_embeddings` with the spec's offset, context and step) are computed from
+        `wave` if not given."""
         extra = None
         if spec.spectral_size:
             used = np.r_[
@@ -478,7 +458,6 @@ __all__ = [
     "VISEMES",
     "ClipFeatures",
     "MelFeatureSpec",
-    "assemble_features",
     "context_features",
     "formant_products",
     "frame_features",

@@ -34,7 +34,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from stylelipsync.audio.mel import log_mel_spectrogram_numpy
-from stylelipsync.audio.mouth_features import ClipFeatures, MelFeatureSpec, assemble_features
+from stylelipsync.audio.mouth_features import ClipFeatures, MelFeatureSpec
 from stylelipsync.errors import CheckpointError
 
 F64 = NDArray[np.float64]
@@ -86,6 +86,20 @@ class MouthShapeModel:
         """True for the streaming variant: no whole-clip statistics, look-ahead ≤ 100 ms at 25 fps."""
         return self.spec.normalization == "running" and self.lookahead(25.0) <= 0.1 + 1e-9
 
+    def clip_features(
+        self,
+        wave: np.ndarray,
+        sample_rate: int,
+        num_frames: int,
+        fps: float,
+        segments: list[tuple[str, int, int]] | None = None,
+    ) -> ClipFeatures:
+        """The clip-level inputs of the frames at t / fps, from which `ClipFeatures.rows` assembles feature
+        rows (`segments`: phones, if already known)."""
+        mel = log_mel_spectrogram_numpy(wave, sample_rate).astype(np.float64)
+        prior = (self.prior_mean, self.prior_std)
+        return ClipFeatures.of(mel, self.spec, num_frames, fps, prior, segments, wave, sample_rate)
+
     def features(
         self,
         wave: np.ndarray,
@@ -95,10 +109,7 @@ class MouthShapeModel:
         segments: list[tuple[str, int, int]] | None = None,
     ) -> F64:
         """(num_frames, F) features of the video frames at t / fps (`segments`: phones, if already known)."""
-        mel = log_mel_spectrogram_numpy(wave, sample_rate).astype(np.float64)
-        return assemble_features(
-            mel, self.spec, num_frames, fps, (self.prior_mean, self.prior_std), segments, wave, sample_rate
-        )
+        return self.clip_features(wave, sample_rate, num_frames, fps, segments).rows(0, num_frames)
 
     def predict(self, wave: np.ndarray, sample_rate: int, num_frames: int, fps: float) -> F64:
         """(num_frames, 6) float64 mouth shape (per-clip z-units) of frames at t / fps; lag 0.
@@ -108,16 +119,7 @@ class MouthShapeModel:
         tenth of that."""
         if num_frames <= 0:
             return np.zeros((0, len(self.names)))
-        mel = log_mel_spectrogram_numpy(wave, sample_rate).astype(np.float64)
-        clip = ClipFeatures.of(
-            mel,
-            self.spec,
-            num_frames,
-            fps,
-            (self.prior_mean, self.prior_std),
-            wave=wave,
-            sample_rate=sample_rate,
-        )
+        clip = self.clip_features(wave, sample_rate, num_frames, fps)
         out = np.empty((num_frames, len(self.names)))
         for lo in range(0, num_frames, PREDICT_CHUNK_FRAMES):
             hi = min(lo + PREDICT_CHUNK_FRAMES, num_frames)

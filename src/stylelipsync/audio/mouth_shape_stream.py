@@ -162,7 +162,7 @@ class MouthShapeStream:
         return out
 
     def _features(self, window: F64) -> F64:
-        """One frame's feature vector from its row window, laid out as `assemble_features` does."""
+        """One frame's feature vector from its row window, laid out as `ClipFeatures.rows` does."""
         spec = self.spec
         bands = spec.bands
         steps = window.reshape(spec.steps, spec.stride, -1).mean(axis=1)
