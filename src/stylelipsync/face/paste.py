@@ -64,9 +64,9 @@ def color_offset(
         return np.zeros(generated.shape, dtype=np.float32)
     band = found.astype(np.float32)
     diff = original.astype(np.float32) - generated.astype(np.float32)
-    mean = (diff * band[..., None]).sum(axis=(0, 1)) / band.sum()
-    # The field is smooth, so it is computed at 1/4 resolution (σ 4 px there) and upsampled.
     weighted = diff * band[..., None]
+    mean = weighted.sum(axis=(0, 1)) / band.sum()
+    # The field is smooth, so it is computed at 1/4 resolution (σ 4 px there) and upsampled.
     return _spread(weighted, band, mean, 4)
 
 

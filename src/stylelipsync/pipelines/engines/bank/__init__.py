@@ -326,9 +326,6 @@ def bank_video(path: Path, progress: Progress = False) -> BankVideo:
     return BankVideo(collector, track)
 
 
-__all__ = ["MouthBankEngine", "bank_video"]
-
-
 @contextmanager
 def opencv_threads(count: int) -> Iterator[None]:
     """OpenCV's worker threads limited to `count` inside the block (process-wide; restored after)."""
@@ -338,3 +335,6 @@ def opencv_threads(count: int) -> Iterator[None]:
         yield
     finally:
         cv2.setNumThreads(previous)
+
+
+__all__ = ["MouthBankEngine", "bank_video"]
